@@ -1,0 +1,1 @@
+"""Alerts: windowed rules over classified mentions and signed webhook delivery."""

@@ -1,0 +1,1 @@
+"""Classify: language, watched organizations, HR topics and sentiment."""

@@ -1,0 +1,1 @@
+"""Shared contracts, configuration and plumbing imported by every service."""

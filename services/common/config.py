@@ -1,0 +1,399 @@
+"""The one settings object, read from the YAML file at ``LYSSNA_CONFIG`` and the
+environment.
+
+The file describes *what* to watch (organizations, sources, rules, webhooks);
+environment variables override *where things run* (Kafka, Redis, ports,
+secrets), so one file serves every deployment. A bad file stops start-up with
+the file, the line, the key path, what is wrong and how to fix it.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated, Any, Literal, Mapping, Union
+
+import yaml
+from pydantic import (
+    BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, ValidationError,
+    field_validator, model_validator,
+)
+
+from .contracts import Label, Sentiment, Topics
+from .durations import format_duration, parse_duration
+
+Duration = Annotated[timedelta, BeforeValidator(parse_duration),
+                     PlainSerializer(format_duration, return_type=str)]
+
+
+class ConfigError(Exception):
+    """Raised for a configuration that cannot run; the message says how to fix it."""
+
+
+class _Section(BaseModel):
+    # Unknown keys are errors: a misspelled key would otherwise be silently ignored.
+    model_config = ConfigDict(extra="forbid")
+
+
+# ---------------------------------------------------------------- infrastructure
+
+class KafkaTopics(_Section):
+    posts_raw: str = Topics.POSTS_RAW
+    posts_classified: str = Topics.POSTS_CLASSIFIED
+    alerts_events: str = Topics.ALERTS_EVENTS
+    deadletter: str = Topics.DEADLETTER
+
+
+class KafkaSettings(_Section):
+    bootstrap_servers: str = "127.0.0.1:9092"
+    topics: KafkaTopics = KafkaTopics()
+    partitions: int = Field(3, ge=1)
+
+
+class RedisSettings(_Section):
+    url: str = "redis://127.0.0.1:6379/0"
+    key_prefix: str = "lyssna:"
+
+
+class ServerSettings(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(ge=1, le=65535)
+
+
+class IngestSettings(ServerSettings):
+    port: int = Field(8081, ge=1, le=65535)
+    max_body_bytes: int = Field(10 * 1024 * 1024, ge=1024)
+    max_batch_items: int = Field(5000, ge=1)
+    max_text_chars: int = Field(20_000, ge=1)
+    dedup_ttl: Duration = timedelta(days=7)
+
+
+class ClassifySettings(ServerSettings):
+    port: int = Field(8082, ge=1, le=65535)
+    model: str = Field(".local/models/multilingual-e5-small",
+                       description="a local model folder or a hub id")
+    heads: str | None = Field(None, description="folder with trained heads; default: the bundled ones")
+    batch_size: int = Field(64, ge=1)
+    batch_within: Duration = timedelta(milliseconds=200)
+    threads: int | None = Field(None, ge=1)
+
+
+class AlertsSettings(ServerSettings):
+    port: int = Field(8083, ge=1, le=65535)
+    samples_per_alert: int = Field(3, ge=0, le=20)
+    delivery_timeout: Duration = timedelta(seconds=10)
+    retry_schedule: list[Duration] = Field(
+        default_factory=lambda: [parse_duration(s) for s in
+                                 ("0s", "5s", "30s", "2m", "10m", "30m", "1h", "3h", "6h")])
+
+
+# ---------------------------------------------------------------- what to watch
+
+class OrganizationConfig(_Section):
+    name: str = Field(min_length=1)
+    aliases: list[str] = Field(default_factory=list)
+
+
+class RssSource(_Section):
+    type: Literal["rss"]
+    name: str | None = None
+    url: str
+    interval: Duration = timedelta(minutes=5)
+
+
+class MastodonSource(_Section):
+    type: Literal["mastodon"]
+    name: str | None = None
+    instance: str = Field(description="base URL, e.g. https://mastodon.social")
+    hashtag: str | None = None
+    account: str | None = None
+    interval: Duration = timedelta(minutes=1)
+
+    @model_validator(mode="after")
+    def _one_timeline(self):
+        if bool(self.hashtag) == bool(self.account):
+            raise ValueError("set exactly one of 'hashtag' or 'account'")
+        return self
+
+
+class BlueskySource(_Section):
+    type: Literal["bluesky"]
+    name: str | None = None
+    url: str = "wss://jetstream2.us-east.bsky.network/subscribe"
+
+
+class FileSource(_Section):
+    type: Literal["file"]
+    name: str | None = None
+    path: str
+    speedup: float | None = Field(None, gt=0, description="replay original timing N times faster; unset = as fast as possible")
+
+
+SourceConfig = Annotated[Union[RssSource, MastodonSource, BlueskySource, FileSource],
+                         Field(discriminator="type")]
+
+
+class CountCondition(_Section):
+    type: Literal["count"]
+    threshold: int = Field(ge=1)
+
+
+class RatioCondition(_Section):
+    type: Literal["ratio"]
+    sentiment: Sentiment = Sentiment.negative
+    threshold: float = Field(gt=0, le=1)
+    min_volume: int = Field(10, ge=1)
+
+
+class SpikeCondition(_Section):
+    type: Literal["spike"]
+    factor: float | None = Field(None, gt=1)
+    z_score: float | None = Field(None, gt=0)
+    baseline_windows: int = Field(24, ge=2)
+    min_volume: int = Field(5, ge=1)
+
+    @model_validator(mode="after")
+    def _one_test(self):
+        if (self.factor is None) == (self.z_score is None):
+            raise ValueError("set exactly one of 'factor' or 'z_score'")
+        return self
+
+
+Condition = Annotated[Union[CountCondition, RatioCondition, SpikeCondition],
+                      Field(discriminator="type")]
+
+
+class RuleConfig(_Section):
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
+    org: str = "*"
+    topic: Label | None = None
+    sentiment: Sentiment | None = None
+    lang: str | None = None
+    window: Duration = timedelta(hours=1)
+    condition: Condition
+    cooldown: Duration = timedelta(hours=6)
+    notify: list[str] = Field(default_factory=list)
+
+
+class WebhookConfig(_Section):
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
+    url: str
+    format: Literal["json", "slack", "teams", "alertmanager"] = "json"
+    secret_env: str | None = Field(None, description="env var holding the whsec_ secret (several, comma-separated, during rotation)")
+    allow_private_network: bool = False
+    timeout: Duration = timedelta(seconds=10)
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, v: str) -> str:
+        if not v.startswith(("http://", "https://")):
+            raise ValueError("must be an http:// or https:// URL")
+        return v
+
+
+class Settings(_Section):
+    kafka: KafkaSettings = KafkaSettings()
+    redis: RedisSettings = RedisSettings()
+    ingest: IngestSettings = IngestSettings()
+    classify: ClassifySettings = ClassifySettings()
+    alerts: AlertsSettings = AlertsSettings()
+    organizations: list[OrganizationConfig] = Field(default_factory=list)
+    sources: list[SourceConfig] = Field(default_factory=list)
+    rules: list[RuleConfig] = Field(default_factory=list)
+    webhooks: list[WebhookConfig] = Field(default_factory=list)
+    # Never read from the file: keys come from the environment only, so a
+    # committed config cannot leak them.
+    api_keys: list[str] = Field(default_factory=list, exclude=True, repr=False)
+
+    @model_validator(mode="after")
+    def _cross_references(self):
+        hooks = {w.name for w in self.webhooks}
+        orgs = {o.name for o in self.organizations}
+        for i, rule in enumerate(self.rules):
+            for j, name in enumerate(rule.notify):
+                if name not in hooks:
+                    raise _RefError(("rules", i, "notify", j),
+                                    f"rule {rule.name!r} notifies unknown webhook {name!r}",
+                                    f"add a webhook named {name!r} under 'webhooks:' or use one of {sorted(hooks) or 'none defined'}")
+            if rule.org != "*" and rule.org not in orgs:
+                raise _RefError(("rules", i, "org"),
+                                f"rule {rule.name!r} names unknown organization {rule.org!r}",
+                                f"use '*' or one of the organizations' names: {sorted(orgs) or 'none defined'}")
+        for section, items in (("rules", self.rules), ("webhooks", self.webhooks),
+                               ("organizations", self.organizations)):
+            seen: set[str] = set()
+            for i, item in enumerate(items):
+                if item.name in seen:
+                    raise _RefError((section, i, "name"), f"duplicate name {item.name!r}",
+                                    "give each entry a unique name")
+                seen.add(item.name)
+        return self
+
+    def webhook(self, name: str) -> WebhookConfig:
+        return next(w for w in self.webhooks if w.name == name)
+
+
+class _RefError(ValueError):
+    def __init__(self, loc: tuple, message: str, fix: str):
+        super().__init__(message)
+        self.loc, self.message, self.fix = loc, message, fix
+
+
+# ---------------------------------------------------------------- loading
+
+# Environment variable -> key path in the settings. Only infrastructure and
+# secrets are overridable; what to watch lives in the file.
+ENV_OVERRIDES: dict[str, tuple[str, ...]] = {
+    "KAFKA_BOOTSTRAP_SERVERS": ("kafka", "bootstrap_servers"),
+    "REDIS_URL": ("redis", "url"),
+    "LYSSNA_REDIS_PREFIX": ("redis", "key_prefix"),
+    "LYSSNA_INGEST_HOST": ("ingest", "host"),
+    "LYSSNA_INGEST_PORT": ("ingest", "port"),
+    "LYSSNA_CLASSIFY_HOST": ("classify", "host"),
+    "LYSSNA_CLASSIFY_PORT": ("classify", "port"),
+    "LYSSNA_ALERTS_HOST": ("alerts", "host"),
+    "LYSSNA_ALERTS_PORT": ("alerts", "port"),
+    "LYSSNA_MODEL": ("classify", "model"),
+    "LYSSNA_HEADS": ("classify", "heads"),
+    "LYSSNA_TOPIC_POSTS_RAW": ("kafka", "topics", "posts_raw"),
+    "LYSSNA_TOPIC_POSTS_CLASSIFIED": ("kafka", "topics", "posts_classified"),
+    "LYSSNA_TOPIC_ALERTS_EVENTS": ("kafka", "topics", "alerts_events"),
+    "LYSSNA_TOPIC_DEADLETTER": ("kafka", "topics", "deadletter"),
+}
+
+_FIXES = {
+    "extra_forbidden": "remove the key or correct its spelling; allowed keys here: {allowed}",
+    "missing": "add this key",
+    "int_parsing": "write a whole number",
+    "int_type": "write a whole number",
+    "float_parsing": "write a number",
+    "bool_parsing": "write true or false",
+    "bool_type": "write true or false",
+    "string_type": "write a text value (quote it if YAML reads it as something else)",
+    "list_type": "write a list, e.g. [a, b] or one '- item' per line",
+    "model_type": "write a mapping of keys to values",
+    "model_attributes_type": "write a mapping of keys to values",
+    "enum": "use one of the allowed values",
+    "literal_error": "use one of the allowed values",
+    "union_tag_invalid": "set 'type' to one of the allowed values",
+    "union_tag_not_found": "add a 'type' key",
+}
+
+
+def _line_index(node: yaml.Node | None, path: tuple = (), out: dict | None = None) -> dict[tuple, int]:
+    """Map each key path in the YAML document to its 1-based line number."""
+    out = {} if out is None else out
+    if isinstance(node, yaml.MappingNode):
+        for key_node, value_node in node.value:
+            sub = path + (key_node.value,)
+            out[sub] = key_node.start_mark.line + 1
+            _line_index(value_node, sub, out)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            sub = path + (i,)
+            out[sub] = item.start_mark.line + 1
+            _line_index(item, sub, out)
+    return out
+
+
+def _nearest_line(lines: dict[tuple, int], loc: tuple) -> int | None:
+    for n in range(len(loc), 0, -1):
+        if loc[:n] in lines:
+            return lines[loc[:n]]
+    return None
+
+
+def _allowed_keys(loc: tuple) -> str:
+    model: Any = Settings
+    for part in loc[:-1]:
+        if isinstance(part, int) or model is None:
+            continue
+        field = getattr(model, "model_fields", {}).get(part)
+        if field is None:
+            # A tagged-union member (sources, conditions): pydantic puts the tag in the loc.
+            model = None
+            continue
+        ann = field.annotation
+        args = getattr(ann, "__args__", ())
+        model = next((a for a in (ann, *args) if isinstance(a, type) and issubclass(a, BaseModel)), None)
+    if model is None:
+        return "see config/lyssna.example.yaml"
+    return ", ".join(model.model_fields)
+
+
+def _format_errors(source: str, lines: dict[tuple, int], exc: ValidationError) -> str:
+    msgs = []
+    for err in exc.errors():
+        # Tagged unions add the tag name ("rss", "count") to the location; it is not a key.
+        loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p in _UNION_TAGS))
+        ctx_err = err.get("ctx", {}).get("error")
+        if isinstance(ctx_err, _RefError):
+            loc, what, fix = ctx_err.loc, ctx_err.message, ctx_err.fix
+        else:
+            what = err["msg"]
+            fix = _FIXES.get(err["type"], "see config/lyssna.example.yaml for the expected form")
+            if "{allowed}" in fix:
+                fix = fix.format(allowed=_allowed_keys(loc))
+        key = ".".join(str(p) if not isinstance(p, int) else f"[{p}]" for p in loc).replace(".[", "[")
+        line = _nearest_line(lines, loc)
+        where = f"{source}:{line}" if line else source
+        msgs.append(f"{where}: {key or '(top level)'}: {what}. Fix: {fix}.")
+    return "invalid configuration:\n  " + "\n  ".join(msgs)
+
+
+_UNION_TAGS = {"rss", "mastodon", "bluesky", "file", "count", "ratio", "spike"}
+
+
+def _set_path(data: dict, path: tuple[str, ...], value: str) -> None:
+    for part in path[:-1]:
+        data = data.setdefault(part, {})
+        if not isinstance(data, dict):
+            return  # the file's own error will be reported by validation
+    data[path[-1]] = value
+
+
+def load_settings(path: str | os.PathLike | None = None,
+                  env: Mapping[str, str] | None = None) -> Settings:
+    """Load settings from ``path`` (default: ``$LYSSNA_CONFIG``) and the environment.
+
+    Without any file the defaults run a local stack with an empty watchlist.
+    """
+    env = os.environ if env is None else env
+    path = path or env.get("LYSSNA_CONFIG")
+    data: Any = {}
+    lines: dict[tuple, int] = {}
+    source = "<defaults>"
+    if path:
+        source = str(path)
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise ConfigError(f"{source}: file not found. Fix: point LYSSNA_CONFIG at an existing "
+                              f"file, e.g. config/lyssna.example.yaml") from None
+        except UnicodeDecodeError as e:
+            raise ConfigError(f"{source}: not UTF-8 ({e.reason} at byte {e.start}). Fix: save the file as UTF-8") from None
+        try:
+            node = yaml.compose(text, Loader=yaml.SafeLoader)
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as e:
+            mark = getattr(e, "problem_mark", None)
+            where = f"{source}:{mark.line + 1}:{mark.column + 1}" if mark else source
+            raise ConfigError(f"{where}: YAML syntax error: {getattr(e, 'problem', e)}. "
+                              f"Fix: check indentation and quoting around that line") from None
+        lines = _line_index(node)
+        if data is None:
+            data = {}
+        if not isinstance(data, dict):
+            raise ConfigError(f"{source}:1: the top level must be a mapping with keys like "
+                              f"organizations, rules, webhooks. Fix: see config/lyssna.example.yaml")
+    for var, key_path in ENV_OVERRIDES.items():
+        if env.get(var):
+            _set_path(data, key_path, env[var])
+    try:
+        settings = Settings.model_validate(data)
+    except ValidationError as e:
+        raise ConfigError(_format_errors(source, lines, e)) from None
+    keys = [k.strip() for k in env.get("LYSSNA_API_KEY", "").split(",") if k.strip()]
+    return settings.model_copy(update={"api_keys": keys})
+

@@ -1,0 +1,1 @@
+"""Ingest: posts from anywhere into lyssna.posts.raw."""

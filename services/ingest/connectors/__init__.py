@@ -1,0 +1,1 @@
+"""Pull connectors, one module per source, behind one small interface."""

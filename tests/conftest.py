@@ -1,0 +1,97 @@
+"""Test harness: real Kafka and Redis on loopback, isolated per test.
+
+Integration tests ask for ``infra``; it makes sure the broker and Redis answer,
+starting them through scripts/infra.sh (the same script `make infra` uses) when
+they do not, and stops at the end only what it started. Each test gets its own
+topic names and Redis key prefix so tests never see each other's data.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+KAFKA_PORT = int(os.environ.get("LYSSNA_KAFKA_PORT", "9092"))
+REDIS_PORT = int(os.environ.get("LYSSNA_REDIS_PORT", "6379"))
+
+
+def _port_open(port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(0.5)
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def infra_script(*args: str) -> None:
+    subprocess.run([str(ROOT / "scripts" / "infra.sh"), *args], check=True, cwd=ROOT)
+
+
+@dataclass(frozen=True)
+class Infra:
+    bootstrap_servers: str
+    redis_url: str
+
+
+@pytest.fixture(scope="session")
+def infra():
+    started = [c for c, port in (("kafka", KAFKA_PORT), ("redis", REDIS_PORT)) if not _port_open(port)]
+    if started:
+        infra_script("up", *started)
+    yield Infra(f"127.0.0.1:{KAFKA_PORT}", f"redis://127.0.0.1:{REDIS_PORT}/0")
+    if started and not os.environ.get("LYSSNA_KEEP_INFRA"):
+        infra_script("down", *started)
+
+
+@dataclass(frozen=True)
+class TopicNames:
+    posts_raw: str
+    posts_classified: str
+    alerts_events: str
+    deadletter: str
+
+    def as_env(self) -> dict[str, str]:
+        return {f"LYSSNA_TOPIC_{k.upper()}": v for k, v in self.__dict__.items()}
+
+
+@pytest.fixture
+def unique_id() -> str:
+    return uuid.uuid4().hex[:10]
+
+
+@pytest.fixture
+def topics(infra, unique_id) -> TopicNames:
+    from lyssna.common.kafka_admin import ensure_topics
+
+    t = TopicNames(*(f"test.{unique_id}.{name}" for name in
+                     ("posts.raw", "posts.classified", "alerts.events", "deadletter")))
+    ensure_topics(infra.bootstrap_servers, t.__dict__.values(), partitions=3)
+    return t
+
+
+@pytest.fixture
+def redis_prefix(infra, unique_id):
+    import redis
+
+    prefix = f"test:{unique_id}:"
+    yield prefix
+    client = redis.Redis.from_url(infra.redis_url)
+    keys = list(client.scan_iter(f"{prefix}*", count=1000))
+    if keys:
+        client.delete(*keys)
+    client.close()
+
+
+@pytest.fixture
+def settings(infra, topics, redis_prefix):
+    """Settings wired to this test's topics and key prefix (no config file)."""
+    from lyssna.common.config import load_settings
+
+    env = {"KAFKA_BOOTSTRAP_SERVERS": infra.bootstrap_servers, "REDIS_URL": infra.redis_url,
+           "LYSSNA_REDIS_PREFIX": redis_prefix, "LYSSNA_API_KEY": "test-key", **topics.as_env()}
+    return load_settings(None, env=env)
