@@ -5,6 +5,7 @@ import hashlib
 import hmac
 import json
 import time
+from datetime import datetime, timezone
 
 import pytest
 from hypothesis import given, settings, strategies as st
@@ -57,7 +58,6 @@ def test_reference_library_rejects_tampered_body_and_id():
 def test_our_verify_accepts_reference_library_signatures():
     body = b'{"x":"y"}'
     ts = int(time.time())
-    from datetime import datetime, timezone
     ref_sig = Webhook(SECRET_A).sign("msg_9", datetime.fromtimestamp(ts, tz=timezone.utc), body.decode())
     verify([SECRET_A], {"Webhook-Id": "msg_9", "Webhook-Timestamp": str(ts), "Webhook-Signature": ref_sig}, body)
 

@@ -1,0 +1,104 @@
+"""Outbound safety: a webhook must not become a way into the private network.
+
+Whoever can create a webhook (config or API) could otherwise make the alerts
+service POST to 127.0.0.1, the cloud metadata address (169.254.169.254) or
+any internal host. A URL is refused when *any* address its host resolves to is
+not a public unicast address, unless the webhook says
+``allow_private_network: true`` (for receivers on the same host or LAN).
+
+Checking every resolved address matters: a name with one public and one
+private record would otherwise pass the check and connect to the private one.
+The check returns the addresses it approved so the caller can connect to
+exactly those, which closes the window for DNS rebinding between check and use.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+from typing import Callable
+from urllib.parse import urlsplit
+
+ALLOWED_SCHEMES = ("http", "https")
+FIX = "set 'allow_private_network: true' on this webhook if the receiver is meant to be on a private network"
+
+Resolver = Callable[..., list]
+
+
+class UnsafeWebhookURL(ValueError):
+    """A webhook URL that must not be called; the message names the host, the
+    address and the fix."""
+
+
+class WebhookURLResolutionError(OSError):
+    """The host did not resolve now; this may pass, so delivery retries."""
+
+
+def _why_not_public(addr: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str | None:
+    if isinstance(addr, ipaddress.IPv6Address):
+        # An IPv6 form that only wraps an IPv4 address is judged by that address.
+        embedded = addr.ipv4_mapped or addr.sixtofour
+        if embedded is None and addr in ipaddress.ip_network("64:ff9b::/96"):  # NAT64
+            embedded = ipaddress.IPv4Address(int(addr) & 0xFFFFFFFF)
+        if embedded is not None:
+            why = _why_not_public(embedded)
+            return f"{why} (embedded in {addr})" if why else None
+    for attr, label in (("is_unspecified", "unspecified"), ("is_loopback", "loopback"),
+                        ("is_link_local", "link-local"), ("is_multicast", "multicast"),
+                        ("is_reserved", "reserved"), ("is_private", "private")):
+        if getattr(addr, attr):
+            return label
+    if not addr.is_global:  # e.g. 100.64.0.0/10, carrier-grade NAT
+        return "not globally routable"
+    return None
+
+
+def _resolve(host: str, port: int, resolver: Resolver) -> list[str]:
+    try:
+        infos = resolver(host, port, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError) as e:
+        raise WebhookURLResolutionError(f"webhook URL host {host!r} does not resolve: {e}") from None
+    # sockaddr[0] of an IPv6 link-local address may carry a %scope suffix.
+    addrs = list(dict.fromkeys(str(info[4][0]).split("%")[0] for info in infos))
+    if not addrs:
+        raise WebhookURLResolutionError(f"webhook URL host {host!r} resolved to no address")
+    return addrs
+
+
+def check_webhook_url(url: str, allow_private_network: bool = False,
+                      resolver: Resolver = socket.getaddrinfo) -> list[str]:
+    """Refuse ``url`` unless it is http(s) to a host whose every address is public.
+
+    Returns the resolved addresses (empty when ``allow_private_network`` skips
+    resolution). Raises :class:`UnsafeWebhookURL` for a URL that can never be
+    used and :class:`WebhookURLResolutionError` when the name does not resolve
+    (which may be temporary). The default resolver blocks: from async code
+    call it through ``asyncio.to_thread``.
+    """
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as e:
+        raise UnsafeWebhookURL(f"webhook URL {url!r} is malformed: {e}") from None
+    if parts.scheme.lower() not in ALLOWED_SCHEMES:
+        raise UnsafeWebhookURL(f"webhook URL scheme {parts.scheme or '(none)'!r} is not allowed; "
+                               f"use http:// or https://")
+    host = parts.hostname
+    if not host:
+        raise UnsafeWebhookURL(f"webhook URL {url!r} has no host")
+    if allow_private_network:
+        return []
+    port = port or (443 if parts.scheme.lower() == "https" else 80)
+    addrs = _resolve(host, port, resolver)
+    for a in addrs:
+        try:
+            addr = ipaddress.ip_address(a)
+        except ValueError:
+            raise UnsafeWebhookURL(f"webhook URL host {host!r} resolved to {a!r}, "
+                                   f"which is not an IP address") from None
+        why = _why_not_public(addr)
+        if why:
+            raise UnsafeWebhookURL(
+                f"webhook URL host {host!r} resolves to {a}, a {why} address; refusing to "
+                f"send alerts there. Fix: {FIX}")
+    return addrs
