@@ -39,5 +39,70 @@ def serve(service: str, config: str | None) -> None:
     importlib.import_module(f"lyssna.{service}.service").run(settings)
 
 
+@main.command()
+@click.option("--precision", type=click.Choice(["auto", "fp32", "bf16", "int8"]), default="fp32",
+              show_default=True, help="Encoder precision used to compute training features.")
+@click.option("--config", "-c", envvar="LYSSNA_CONFIG", type=click.Path(dir_okay=False))
+def train(precision: str, config: str | None) -> None:
+    """Train the topic and sentiment heads on services/classify/data (seeded)."""
+    from lyssna.classify.encoder import Encoder
+    from lyssna.classify.training import train as run_training
+
+    settings = _settings(config)
+    encoder = Encoder(settings.classify.model, precision=precision)
+    run_training(encoder, progress=lambda m: click.echo(m, err=True))
+
+
+@main.command()
+@click.option("--config", "-c", envvar="LYSSNA_CONFIG", type=click.Path(dir_okay=False))
+@click.option("--write-card", is_flag=True, help="Also rewrite the figures in services/classify/MODEL_CARD.md.")
+def evaluate(config: str | None, write_card: bool) -> None:
+    """Scores on the held-out test split (never used in training), for each precision."""
+    from lyssna.classify.evaluation import run_evaluation
+
+    settings = _settings(config)
+    report = run_evaluation(settings, write_card=write_card, progress=lambda m: click.echo(m, err=True))
+    click.echo(report)
+
+
+@main.command()
+@click.argument("input_path", metavar="INPUT.jsonl", type=click.Path(allow_dash=True, dir_okay=False))
+@click.option("--config", "-c", envvar="LYSSNA_CONFIG", type=click.Path(dir_okay=False),
+              help="YAML settings file with the organizations to match.")
+@click.option("--output", "-o", type=click.Path(dir_okay=False, writable=True), default="-",
+              help="Write predictions here instead of stdout.")
+def classify(input_path: str, config: str | None, output: str) -> None:
+    """Classify JSONL posts (each line needs "id" and "text"; "-" reads stdin).
+
+    Writes one JSON line per input line; a line that cannot be classified gets
+    {"line": N, "error": ...} instead, and the command then exits with status 1.
+    """
+    from tqdm import tqdm
+
+    from lyssna.classify import batch
+    from lyssna.classify.classifier import Classifier
+
+    settings = _settings(config)
+    try:
+        source = batch.open_input(input_path)
+    except OSError as e:
+        raise click.FileError(input_path, hint=e.strerror) from None
+    classifier = Classifier.from_settings(settings)
+    out = sys.stdout if output == "-" else open(output, "w", encoding="utf-8")
+    with source, tqdm(total=batch.count_lines(input_path), unit="post", file=sys.stderr,
+                      disable=None, mininterval=1.0, desc="classifying") as bar:
+        try:
+            stats = batch.classify_stream(classifier, source, out, progress=bar)
+        except UnicodeDecodeError as e:
+            click.echo(f"lyssna: {input_path} is not UTF-8 ({e.reason} at byte {e.start}); "
+                       f"convert it with iconv -t UTF-8", err=True)
+            sys.exit(2)
+    if out is not sys.stdout:
+        out.close()
+    click.echo(f"classified {stats['classified']} posts, {stats['errors']} lines with errors", err=True)
+    if stats["errors"]:
+        sys.exit(1)
+
+
 if __name__ == "__main__":
     main()

@@ -1,0 +1,62 @@
+"""The classification path shared by the stream agent and the batch command:
+language, watched organizations, topics and sentiment for a batch of posts."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from lyssna.common.config import Settings
+from lyssna.common.contracts import ClassifiedPost, ModelInfo, Post
+
+from .encoder import Encoder
+from .heads import Heads
+from .langid import detect_languages
+from .mentions import MentionMatcher, Organization
+
+
+@dataclass(frozen=True)
+class Result:
+    """What classify found for one text (the contract's fields without the post)."""
+
+    lang: str
+    orgs: list[str]
+    topics: list[str]
+    topic_scores: dict[str, float]
+    sentiment: str
+    sentiment_scores: dict[str, float]
+
+
+class Classifier:
+    def __init__(self, encoder: Encoder, heads: Heads, matcher: MentionMatcher, batch_size: int = 64):
+        if tuple(heads.layers) != tuple(encoder.layers) or heads.topic_weights.shape[1] != encoder.dim:
+            raise ValueError(f"heads {heads.version} were trained on layers {heads.layers} "
+                             f"({heads.topic_weights.shape[1]}-d) but the encoder gives layers "
+                             f"{encoder.layers} ({encoder.dim}-d); retrain with `lyssna train`")
+        self.encoder, self.heads, self.matcher, self.batch_size = encoder, heads, matcher, batch_size
+        self.model_info = ModelInfo(encoder=f"{encoder.name}@{encoder.precision}", heads=heads.version)
+
+    @classmethod
+    def from_settings(cls, settings: Settings, *, precision: str = "auto") -> "Classifier":
+        c = settings.classify
+        return cls(Encoder(c.model, precision=precision, threads=c.threads), Heads.load(c.heads),
+                   matcher_from_settings(settings), batch_size=c.batch_size)
+
+    def classify_texts(self, texts: Sequence[str], lang_hints: Sequence[str | None] | None = None) -> list[Result]:
+        langs = detect_languages(texts)
+        if lang_hints:
+            # A source that states the language knows better than a guess on a short text.
+            langs = [hint if lang == "und" and hint else lang for lang, hint in zip(langs, lang_hints)]
+        predictions = self.heads.predict(self.encoder.embed(texts, self.batch_size))
+        return [Result(lang=lang, orgs=self.matcher.find(text), topics=p.topics, topic_scores=p.topic_scores,
+                       sentiment=p.sentiment, sentiment_scores=p.sentiment_scores)
+                for text, lang, p in zip(texts, langs, predictions)]
+
+    def classify_posts(self, posts: Sequence[Post]) -> list[ClassifiedPost]:
+        results = self.classify_texts([p.text for p in posts], [p.lang_hint for p in posts])
+        return [ClassifiedPost(**post.model_dump(exclude={"schema_"}), **r.__dict__, model=self.model_info)
+                for post, r in zip(posts, results)]
+
+
+def matcher_from_settings(settings: Settings) -> MentionMatcher:
+    return MentionMatcher(Organization(o.name, tuple(o.aliases)) for o in settings.organizations)

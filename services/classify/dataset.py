@@ -1,0 +1,82 @@
+"""The labelled posts under data/ and their fixed train/validation/test split.
+
+The split is a pure function of each post's id, so it never changes when posts
+are added elsewhere and the held-out test posts can never leak into training or
+threshold tuning.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from lyssna.common.contracts import LABELS, SENTIMENTS
+
+DATA_DIR = Path(__file__).resolve().parent / "data"
+SPLITS = ("train", "validation", "test")
+
+
+@dataclass(frozen=True)
+class Example:
+    id: str
+    lang: str
+    text: str
+    topics: tuple[str, ...]
+    sentiment: str
+    orgs: tuple[str, ...]
+
+    @property
+    def split(self) -> str:
+        return split_of(self.id)
+
+
+def split_of(post_id: str) -> str:
+    """70% train, 10% validation, 20% test, decided by a hash of the id."""
+    bucket = int(hashlib.sha256(post_id.encode()).hexdigest()[:8], 16) % 100
+    return "test" if bucket < 20 else "validation" if bucket < 30 else "train"
+
+
+def load_examples(data_dir: Path = DATA_DIR) -> list[Example]:
+    examples, seen = [], set()
+    for path in sorted(data_dir.glob("posts.*.jsonl")):
+        for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            if not line.strip():
+                continue
+            row = json.loads(line)
+            bad = set(row["topics"]) - set(LABELS)
+            if bad or row["sentiment"] not in SENTIMENTS or row["id"] in seen:
+                raise ValueError(f"{path.name}:{n}: bad labels {bad or row['sentiment']} or duplicate id")
+            seen.add(row["id"])
+            examples.append(Example(row["id"], row["lang"], row["text"], tuple(row["topics"]),
+                                    row["sentiment"], tuple(row.get("orgs", ()))))
+    return examples
+
+
+def topic_matrix(examples: list[Example]) -> np.ndarray:
+    y = np.zeros((len(examples), len(LABELS)), dtype=np.int8)
+    for i, ex in enumerate(examples):
+        for t in ex.topics:
+            y[i, LABELS.index(t)] = 1
+    return y
+
+
+def sentiment_vector(examples: list[Example]) -> np.ndarray:
+    return np.array([SENTIMENTS.index(ex.sentiment) for ex in examples], dtype=np.int64)
+
+
+def load_watchlist(path: Path = DATA_DIR / "watchlist.yaml"):
+    """The invented organizations the data refers to, as matcher input."""
+    import yaml
+
+    from .mentions import Organization
+
+    doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+    return tuple(Organization(o["name"], tuple(o.get("aliases", ()))) for o in doc["organizations"])
+
+
+def load_mention_rows(path: Path = DATA_DIR / "mentions_test.jsonl") -> list[dict]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]

@@ -1,0 +1,93 @@
+"""The multilingual transformer encoder: texts in, L2-normalised sentence vectors out.
+
+E5 models expect the ``query: `` prefix and mean pooling over real tokens.
+Throughput comes from three things measured in bench/bench_classify.py:
+batches sorted by length (little padding), bfloat16 matmuls on CPUs that have
+them (AMX/AVX-512 BF16), and no autograd bookkeeping.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from transformers import AutoModel, AutoTokenizer
+
+PREFIX = "query: "
+PRECISIONS = ("fp32", "bf16", "int8")
+# Mean-pooled hidden states of these layers, each L2-normalised, concatenated.
+# Middle layers keep more of the wording (tone, who speaks) that the last layer
+# abstracts away; on the training data's cross-validation folds this beat the
+# last layer alone by about 0.015 topic macro-F1 at no extra forward cost.
+DEFAULT_LAYERS = (6, 9, 12)
+
+
+def resolve_model_path(model: str) -> str:
+    """A relative folder is taken from the repo root when it is not in the cwd, so the
+    default works from any directory; anything else (a hub id) is passed through."""
+    p = Path(model)
+    if p.is_dir():
+        return str(p)
+    repo_relative = Path(__file__).resolve().parents[2] / model
+    if repo_relative.is_dir():
+        return str(repo_relative)
+    if p.is_absolute() or model.startswith("."):
+        raise FileNotFoundError(
+            f"model folder {model!r} not found; run `make model` to create the default one "
+            f"or set LYSSNA_MODEL to a folder or hub id")
+    return model
+
+
+def bf16_supported() -> bool:
+    flags = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+class Encoder:
+    def __init__(self, model: str, *, precision: str = "auto", max_length: int = 256,
+                 threads: int | None = None, layers: tuple[int, ...] = DEFAULT_LAYERS):
+        if precision == "auto":
+            precision = "bf16" if bf16_supported() else "fp32"
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, not {precision!r}")
+        if threads:
+            torch.set_num_threads(threads)
+        path = resolve_model_path(model)
+        self.name = model
+        self.precision = precision
+        self.max_length = max_length
+        self.layers = tuple(layers)
+        self.tokenizer = AutoTokenizer.from_pretrained(path)
+        net = AutoModel.from_pretrained(path, dtype=torch.float32).eval()
+        if precision == "int8":
+            net = torch.ao.quantization.quantize_dynamic(net, {torch.nn.Linear}, dtype=torch.qint8)
+        elif precision == "bf16":
+            net = net.to(torch.bfloat16)
+        self.model = net
+        self.dim = int(getattr(net.config, "hidden_size", 384)) * len(self.layers)
+
+    @torch.inference_mode()
+    def _forward(self, texts: Sequence[str]) -> np.ndarray:
+        enc = self.tokenizer([PREFIX + t for t in texts], padding=True, truncation=True,
+                             max_length=self.max_length, return_tensors="pt")
+        hidden = self.model(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"],
+                            output_hidden_states=True).hidden_states
+        mask = enc["attention_mask"].unsqueeze(-1)
+        denom = mask.sum(1).clamp(min=1)
+        parts = [torch.nn.functional.normalize(((hidden[k] * mask).sum(1) / denom).float(), dim=-1)
+                 for k in self.layers]
+        return torch.cat(parts, dim=-1).numpy()
+
+    def embed(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
+        """Embed texts in length-sorted batches; rows come back in input order."""
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        result = np.empty((len(texts), self.dim), dtype=np.float32)
+        for start in range(0, len(order), batch_size):
+            idx = order[start:start + batch_size]
+            result[idx] = self._forward([texts[i] for i in idx])
+        return result

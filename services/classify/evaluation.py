@@ -1,0 +1,65 @@
+"""``lyssna evaluate``: the held-out figures the model card quotes, recomputed."""
+
+from __future__ import annotations
+
+
+import re
+from collections.abc import Callable
+from pathlib import Path
+
+from lyssna.common.config import Settings
+
+from .dataset import load_mention_rows, load_watchlist
+from .encoder import Encoder, bf16_supported
+from .heads import Heads
+from .mentions import MentionMatcher, evaluate_mentions
+from .training import evaluate
+
+MODEL_CARD = Path(__file__).resolve().parent / "MODEL_CARD.md"
+START, END = "<!-- figures:start -->", "<!-- figures:end -->"
+
+
+def run_evaluation(settings: Settings, *, write_card: bool = False,
+                   progress: Callable[[str], None] = print) -> str:
+    heads = Heads.load(settings.classify.heads)
+    precisions = ["fp32"] + (["bf16"] if bf16_supported() else [])
+    results = {}
+    for precision in precisions:
+        encoder = Encoder(settings.classify.model, precision=precision, layers=heads.layers)
+        results[precision] = evaluate(encoder, heads, progress)
+    mentions = evaluate_mentions(MentionMatcher(load_watchlist()), load_mention_rows())
+    text = render(heads, results, mentions)
+    if write_card:
+        card = MODEL_CARD.read_text(encoding="utf-8")
+        if START not in card or END not in card:
+            raise SystemExit(f"{MODEL_CARD} lacks the {START} ... {END} markers")
+        new = re.sub(re.escape(START) + ".*?" + re.escape(END), lambda _: f"{START}\n{text}\n{END}",
+                     card, flags=re.S)
+        MODEL_CARD.write_text(new, encoding="utf-8")
+        progress(f"updated {MODEL_CARD}")
+    return text
+
+
+def render(heads: Heads, results: dict[str, dict], mentions: dict) -> str:
+    lines = [f"Heads `{heads.version}`, encoder `{heads.encoder}` (layers {list(heads.layers)}). "
+             f"Held-out test split: {next(iter(results.values()))['overall']['n']} posts, "
+             "never used for training or tuning. Recompute with `make evaluate`.", ""]
+    lines += ["| path | topic macro-F1 | sentiment macro-F1 |", "| --- | --- | --- |"]
+    for precision, r in results.items():
+        o = r["overall"]
+        lines.append(f"| {precision} | {o['topic_macro_f1']:.3f} | {o['sentiment_macro_f1']:.3f} |")
+    main = results.get("bf16") or results["fp32"]
+    name = "bf16" if "bf16" in results else "fp32"
+    lines += ["", f"Per language ({name}, the served path):", "",
+              "| lang | posts | topic macro-F1 | sentiment macro-F1 |", "| --- | --- | --- | --- |"]
+    for lang, r in main["per_language"].items():
+        lines.append(f"| {lang} | {r['n']} | {r['topic_macro_f1']:.3f} | {r['sentiment_macro_f1']:.3f} |")
+    lines += ["", f"Per label ({name}):", "", "| label | support | F1 | threshold |", "| --- | --- | --- | --- |"]
+    for label, r in main["per_label"].items():
+        lines.append(f"| {label} | {r['support']} | {r['f1']:.3f} | {r.get('threshold', '')} |")
+    lines += ["", f"Mention matching on `data/mentions_test.jsonl` ({mentions['rows']} texts): "
+              f"precision {mentions['precision']:.3f}, recall {mentions['recall']:.3f}, "
+              f"F1 {mentions['f1']:.3f}."]
+    return "\n".join(lines)
+
+

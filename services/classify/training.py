@@ -1,0 +1,157 @@
+"""Train and evaluate the heads: ``lyssna train`` and ``lyssna evaluate``.
+
+Seeded and deterministic: the split is fixed by post id, the encoder is frozen
+and the heads are L2-regularised logistic regressions, so a rerun on the same
+data gives the same heads and the same figures.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import f1_score
+from sklearn.model_selection import StratifiedKFold
+
+from lyssna.common.contracts import LABELS, SENTIMENTS
+
+from .dataset import Example, load_examples, sentiment_vector, topic_matrix
+from .heads import DEFAULT_HEADS_DIR, Heads
+
+SEED = 20261126
+CACHE_DIR = Path(__file__).resolve().parents[2] / ".local" / "cache"
+
+
+def embed_examples(encoder, examples: list[Example], progress: Callable[[str], None] = print) -> np.ndarray:
+    """Embeddings for the examples, cached on disk by encoder, precision and text, so
+    retraining a head does not re-run the transformer."""
+    key = hashlib.sha256("\x1e".join([encoder.name, encoder.precision, repr(encoder.layers),
+                                      *(e.text for e in examples)]).encode()).hexdigest()[:20]
+    path = CACHE_DIR / f"emb-{key}.npy"
+    if path.exists():
+        return np.load(path)
+    progress(f"embedding {len(examples)} posts with {encoder.name} ({encoder.precision})")
+    vectors = encoder.embed([e.text for e in examples])
+    CACHE_DIR.mkdir(parents=True, exist_ok=True)
+    np.save(path, vectors)
+    return vectors
+
+
+C_GRID = (1.0, 4.0, 16.0, 64.0)
+FOLDS = 5
+
+
+def _logreg(c: float) -> LogisticRegression:
+    return LogisticRegression(C=c, max_iter=3000, class_weight="balanced", random_state=SEED)
+
+
+def tune_threshold(scores: np.ndarray, y: np.ndarray) -> float:
+    """The cut-off with the best F1; ties go to the middle of the plateau so the
+    choice is not on a knife edge."""
+    grid = np.round(np.arange(0.10, 0.91, 0.01), 2)
+    f1s = np.array([f1_score(y, scores >= t, zero_division=0) for t in grid])
+    best = np.flatnonzero(f1s >= f1s.max() - 1e-9)
+    return float(grid[best[len(best) // 2]])
+
+
+def _out_of_fold(x: np.ndarray, y: np.ndarray, c: float) -> np.ndarray:
+    """Probabilities for every row from a model that did not see it (binary: P(1);
+    multi-class: the full matrix)."""
+    folds = StratifiedKFold(FOLDS, shuffle=True, random_state=SEED)
+    classes = np.unique(y)
+    out = np.zeros((len(y), len(classes)))
+    for tr, va in folds.split(x, y):
+        out[va] = _logreg(c).fit(x[tr], y[tr]).predict_proba(x[va])
+    return out[:, 1] if len(classes) == 2 else out
+
+
+def fit_heads(x: np.ndarray, examples: list[Example], *, encoder_name: str, layers: tuple[int, ...],
+              version: str, progress: Callable[[str], None] = print) -> Heads:
+    """Fit on train+validation. The regularisation strength and each label's threshold
+    are chosen on out-of-fold predictions (five validation folds), so no choice is
+    made on rows the model was fitted to, and the held-out test split is never used."""
+    y_topics, y_sent = topic_matrix(examples), sentiment_vector(examples)
+    weights, bias, thresholds = [], [], []
+    for j, label in enumerate(LABELS):
+        best = (-1.0, 0.0, 0.5)
+        for c in C_GRID:
+            oof = _out_of_fold(x, y_topics[:, j], c)
+            t = tune_threshold(oof, y_topics[:, j])
+            f1 = f1_score(y_topics[:, j], oof >= t, zero_division=0)
+            if f1 > best[0] + 1e-9:
+                best = (f1, c, t)
+        f1, c, t = best
+        progress(f"  {label}: C={c:g} threshold={t:.2f} cross-validated F1={f1:.3f}")
+        model = _logreg(c).fit(x, y_topics[:, j])
+        weights.append(model.coef_[0])
+        bias.append(model.intercept_[0])
+        thresholds.append(t)
+    sent_f1 = {c: f1_score(y_sent, _out_of_fold(x, y_sent, c).argmax(1), average="macro") for c in C_GRID}
+    c_sent = max(sent_f1, key=sent_f1.get)
+    progress(f"  sentiment: C={c_sent:g} cross-validated macro-F1={sent_f1[c_sent]:.3f}")
+    sent = _logreg(c_sent).fit(x, y_sent)
+    return Heads(version=version, encoder=encoder_name, layers=layers,
+                 topic_weights=np.array(weights, dtype=np.float32), topic_bias=np.array(bias, dtype=np.float32),
+                 thresholds=np.array(thresholds, dtype=np.float32),
+                 sentiment_weights=sent.coef_.astype(np.float32), sentiment_bias=sent.intercept_.astype(np.float32))
+
+
+def scores(heads: Heads, x: np.ndarray, examples: list[Example]) -> dict:
+    """Macro-F1 for topics and sentiment, per label and per language."""
+    y_topics, y_sent = topic_matrix(examples), sentiment_vector(examples)
+    pred_topics = (heads.topic_probs(x) >= heads.thresholds).astype(int)
+    pred_sent = heads.sentiment_probs(x).argmax(1)
+
+    def block(mask: np.ndarray) -> dict:
+        yt, pt, ys, ps = y_topics[mask], pred_topics[mask], y_sent[mask], pred_sent[mask]
+        return {
+            "n": int(mask.sum()),
+            "topic_macro_f1": round(float(f1_score(yt, pt, average="macro", zero_division=0)), 4),
+            "sentiment_macro_f1": round(float(f1_score(ys, ps, average="macro", labels=range(3), zero_division=0)), 4),
+        }
+
+    langs = np.array([e.lang for e in examples])
+    result = {"overall": block(np.ones(len(examples), bool)),
+              "per_language": {lang: block(langs == lang) for lang in sorted(set(langs))},
+              "per_label": {}}
+    for j, label in enumerate(LABELS):
+        result["per_label"][label] = {
+            "support": int(y_topics[:, j].sum()),
+            "f1": round(float(f1_score(y_topics[:, j], pred_topics[:, j], zero_division=0)), 4),
+            "threshold": round(float(heads.thresholds[j]), 2)}
+    for k, s in enumerate(SENTIMENTS):
+        result["per_label"][f"sentiment:{s}"] = {
+            "support": int((y_sent == k).sum()),
+            "f1": round(float(f1_score(y_sent == k, pred_sent == k, zero_division=0)), 4)}
+    return result
+
+
+def split(examples: list[Example]) -> dict[str, list[Example]]:
+    out: dict[str, list[Example]] = {"train": [], "validation": [], "test": []}
+    for e in examples:
+        out[e.split].append(e)
+    return out
+
+
+def train(encoder, out_dir: Path = DEFAULT_HEADS_DIR, progress: Callable[[str], None] = print) -> Heads:
+    examples = load_examples()
+    parts = split(examples)
+    progress("split: " + ", ".join(f"{k} {len(v)}" for k, v in parts.items()) + " (test is held out)")
+    fit_on = parts["train"] + parts["validation"]
+    x = embed_examples(encoder, fit_on, progress)
+    data_hash = hashlib.sha256("".join(e.id + e.text + repr(e.topics) + e.sentiment
+                                       for e in examples).encode()).hexdigest()[:12]
+    heads = fit_heads(x, fit_on, encoder_name=encoder.name, layers=encoder.layers,
+                      version=f"heads-{data_hash}", progress=progress)
+    path = heads.save(out_dir)
+    progress(f"wrote {path} ({heads.version}); held-out figures: `lyssna evaluate`")
+    return heads
+
+
+def evaluate(encoder, heads: Heads, progress: Callable[[str], None] = print) -> dict:
+    """Figures on the held-out test split, which training and tuning never see."""
+    test = split(load_examples())["test"]
+    return scores(heads, embed_examples(encoder, test, progress), test)
