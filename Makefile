@@ -65,3 +65,6 @@ up: deps model
 
 clean: down
 	rm -rf .local/run .pytest_cache
+
+lint-deploy: venv system
+	@scripts/validate-deploy.sh
