@@ -6,7 +6,9 @@
 #   scripts/infra.sh down [...]                        stop exactly what this script started
 #   scripts/infra.sh status
 #
-# What it starts is recorded in .local/run/<name>.pid; "down" only signals
+# What it starts is recorded in .local/run/<name>.pid (<name>-<port>.pid off the
+# default port, so a second instance, e.g. a test's private broker, keeps its own
+# record); "down" only signals
 # those pids, and only while they still run the command we started.
 set -euo pipefail
 
@@ -26,9 +28,18 @@ die() { printf '[infra] error: %s\n' "$*" >&2; exit 1; }
 
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
+pidfile() {
+  case $1 in
+    kafka) if [[ $KAFKA_PORT == 9092 ]]; then echo "$RUN/kafka.pid"; else echo "$RUN/kafka-$KAFKA_PORT.pid"; fi ;;
+    redis) if [[ $REDIS_PORT == 6379 ]]; then echo "$RUN/redis.pid"; else echo "$RUN/redis-$REDIS_PORT.pid"; fi ;;
+    *) echo "$RUN/$1.pid" ;;
+  esac
+}
+
 # pid recorded for $1 that is still alive and still running our command ($2 = pattern)
 our_pid() {
-  local f="$RUN/$1.pid" pid
+  local f pid
+  f=$(pidfile "$1")
   [[ -f "$f" ]] || return 1
   pid=$(cat "$f")
   [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null && grep -qa -- "$2" "/proc/$pid/cmdline" 2>/dev/null && echo "$pid"
@@ -111,7 +122,7 @@ PROPS
   log "starting kafka on 127.0.0.1:$KAFKA_PORT"
   : >"$KAFKA_DATA.log/server.log"
   setsid nohup "${jvm[@]}" kafka.Kafka "$props" >"$KAFKA_DATA.log/stdout.log" 2>&1 &
-  echo $! >"$RUN/kafka.pid"
+  echo $! >"$(pidfile kafka)"
   wait_for kafka 90 kafka_ready || die "kafka did not start within 90s; see $KAFKA_DATA.log/"
   log "kafka ready"
 }
@@ -127,7 +138,7 @@ redis_up() {
   mkdir -p "$dir"
   log "starting redis on 127.0.0.1:$REDIS_PORT"
   redis-server --bind 127.0.0.1 --port "$REDIS_PORT" --dir "$dir" --appendonly yes \
-    --save "" --daemonize yes --pidfile "$RUN/redis.pid" --logfile "$dir/redis.log" >/dev/null
+    --save "" --daemonize yes --pidfile "$(pidfile redis)" --logfile "$dir/redis.log" >/dev/null
   wait_for redis 30 sh -c "redis-cli -p $REDIS_PORT ping 2>/dev/null | grep -q PONG" \
     || die "redis did not answer within 30s; see $dir/redis.log"
   log "redis ready"
@@ -160,7 +171,7 @@ stop() { # name, pattern
     for ((i = 0; i < 120; i++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.25; done
     kill -0 "$pid" 2>/dev/null && { log "$1 did not stop in 30s, killing"; kill -9 "$pid" 2>/dev/null || true; }
   fi
-  rm -f "$RUN/$1.pid"
+  rm -f "$(pidfile "$1")"
 }
 
 pattern() { case $1 in kafka) echo kafka.Kafka ;; redis) echo redis-server ;; prometheus) echo prometheus ;; *) die "unknown component '$1' (kafka, redis, prometheus)" ;; esac; }

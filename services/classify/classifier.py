@@ -11,7 +11,7 @@ from lyssna.common.contracts import ClassifiedPost, ModelInfo, Post
 
 from .encoder import Encoder
 from .heads import Heads
-from .langid import detect_languages
+from .langid import SUPPORTED, UNDETERMINED, detect_languages
 from .mentions import MentionMatcher, Organization
 
 
@@ -45,8 +45,10 @@ class Classifier:
     def classify_texts(self, texts: Sequence[str], lang_hints: Sequence[str | None] | None = None) -> list[Result]:
         langs = detect_languages(texts)
         if lang_hints:
-            # A source that states the language knows better than a guess on a short text.
-            langs = [hint if lang == "und" and hint else lang for lang, hint in zip(langs, lang_hints)]
+            # A source that states the language knows better than a guess on a short
+            # text; unknown hints are ignored so the lang label stays bounded.
+            langs = [hint if lang == UNDETERMINED and hint in SUPPORTED else lang
+                     for lang, hint in zip(langs, lang_hints)]
         predictions = self.heads.predict(self.encoder.embed(texts, self.batch_size))
         return [Result(lang=lang, orgs=self.matcher.find(text), topics=p.topics, topic_scores=p.topic_scores,
                        sentiment=p.sentiment, sentiment_scores=p.sentiment_scores)

@@ -8,7 +8,6 @@ them (AMX/AVX-512 BF16), and no autograd bookkeeping.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from pathlib import Path
 

@@ -77,6 +77,8 @@ class ClassifySettings(ServerSettings):
     batch_size: int = Field(64, ge=1)
     batch_within: Duration = timedelta(milliseconds=200)
     threads: int | None = Field(None, ge=1)
+    app_id: str = Field("lyssna-classify", pattern=r"^[A-Za-z0-9_.-]+$",
+                        description="Kafka consumer group of the classify workers")
 
 
 class AlertsSettings(ServerSettings):
@@ -86,6 +88,19 @@ class AlertsSettings(ServerSettings):
     retry_schedule: list[Duration] = Field(
         default_factory=lambda: [parse_duration(s) for s in
                                  ("0s", "5s", "30s", "2m", "10m", "30m", "1h", "3h", "6h")])
+    app_id: str = Field("lyssna-alerts", pattern=r"^[A-Za-z0-9_.-]+$",
+                        description="Kafka consumer group and prefix of the alerts' internal topics")
+    bucket: Duration = Field(timedelta(minutes=1),
+                             description="granularity of the stored counts; every rule window is a multiple of it")
+    retention: Duration = Field(timedelta(days=8),
+                                description="how long counts are kept; a spike rule's window x (baseline_windows + 1) must fit")
+    evaluate_interval: Duration = Field(timedelta(seconds=10),
+                                        description="how often every rule is re-evaluated, so alerts resolve when posts stop")
+    delivery_lease: Duration = Field(timedelta(minutes=1),
+                                     description="a delivery attempt not finished after this is retried (crashed worker)")
+    delivery_concurrency: int = Field(16, ge=1, le=256)
+    history_retention: Duration = timedelta(days=30)
+    public_url: str | None = Field(None, description="the alerts API's address as receivers reach it, for links in alerts")
 
 
 # ---------------------------------------------------------------- what to watch
@@ -254,6 +269,8 @@ ENV_OVERRIDES: dict[str, tuple[str, ...]] = {
     "LYSSNA_CLASSIFY_PORT": ("classify", "port"),
     "LYSSNA_ALERTS_HOST": ("alerts", "host"),
     "LYSSNA_ALERTS_PORT": ("alerts", "port"),
+    "LYSSNA_ALERTS_APP_ID": ("alerts", "app_id"),
+    "LYSSNA_CLASSIFY_APP_ID": ("classify", "app_id"),
     "LYSSNA_MODEL": ("classify", "model"),
     "LYSSNA_HEADS": ("classify", "heads"),
     "LYSSNA_TOPIC_POSTS_RAW": ("kafka", "topics", "posts_raw"),

@@ -23,7 +23,7 @@ import promql_parser
 import pytest
 import yaml
 
-from helpers.metric_names import (
+from tests.helpers.metric_names import (
     PROMETHEUS_SYNTHETIC, dashboard_queries, exposition_sample_names, load_dashboards,
     metric_names_used, recording_rules, render_expr, resolve, selector_names,
 )

@@ -1,0 +1,242 @@
+"""The ingest HTTP API: ``POST /v1/posts`` plus health, readiness and metrics.
+
+Answers of ``POST /v1/posts``:
+
+- 200: the body was read; ``results`` has one entry per item, in order:
+  ``{index, id, status: accepted|duplicate|rejected, reason?, ignored_fields?, retryable?}``.
+  ``accepted`` means Kafka acknowledged the post. Unknown fields are ignored and
+  listed in ``ignored_fields``.
+- 400: not UTF-8 or not JSON (``position`` gives line, column and byte offset),
+  or not a post/array of posts. Nothing was accepted.
+- 401: missing or wrong API key.  413: body or batch too large.  415: media type.
+- 503: Kafka or Redis unreachable; nothing was accepted (``results`` says so per
+  item), retry after ``Retry-After`` seconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+
+import redis.asyncio as aioredis
+from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi.responses import JSONResponse, Response
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.requests import ClientDisconnect
+
+from lyssna.common.config import Settings
+
+from .connectors.base import CursorStore
+from .dedup import Dedup
+from .metrics import IngestMetrics
+from .parsing import BodyError, TooManyItems, media_kind, parse_body
+from .pipeline import ACCEPTED, DUPLICATE, REJECTED, Pipeline, Unavailable
+from .producer import PostProducer
+
+log = logging.getLogger(__name__)
+
+RETRY_AFTER_S = 5
+
+_POST_SCHEMA = {
+    "type": "object",
+    "required": ["text"],
+    "properties": {
+        "text": {"type": "string", "minLength": 1, "description": "the post's text (required)"},
+        "id": {"type": ["string", "integer"], "description": "the source's id; derived from the content when missing"},
+        "source": {"type": "string", "description": "where the post comes from; default 'http'"},
+        "url": {"type": "string", "description": "http(s) link to the post"},
+        "author": {"type": "string"},
+        "created_at": {"type": ["string", "number"], "description": "ISO 8601 (UTC when no offset) or Unix seconds"},
+        "lang": {"type": "string", "description": "language tag hint, e.g. 'sv'"},
+        "metadata": {"type": "object"},
+    },
+    "additionalProperties": True,
+}
+_RESULT_SCHEMA = {
+    "type": "object",
+    "required": ["index", "id", "status"],
+    "properties": {
+        "index": {"type": "integer"},
+        "id": {"type": ["string", "null"]},
+        "status": {"type": "string", "enum": [ACCEPTED, DUPLICATE, REJECTED]},
+        "reason": {"type": "string"},
+        "ignored_fields": {"type": "array", "items": {"type": "string"}},
+        "retryable": {"type": "boolean"},
+    },
+}
+_DETAIL = {"type": "object", "required": ["detail"], "properties": {"detail": {"type": "string"}}}
+_POSTS_OPENAPI = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {"schema": {"oneOf": [_POST_SCHEMA, {"type": "array", "items": _POST_SCHEMA}]}},
+            "application/x-ndjson": {"schema": {"type": "string", "description": "one JSON post per line"}},
+        },
+    },
+}
+_POSTS_RESPONSES = {
+    200: {"description": "every item has a result", "content": {"application/json": {"schema": {
+        "type": "object", "required": ["accepted", "duplicate", "rejected", "results"],
+        "properties": {"accepted": {"type": "integer"}, "duplicate": {"type": "integer"},
+                       "rejected": {"type": "integer"}, "results": {"type": "array", "items": _RESULT_SCHEMA}}}}}},
+    400: {"description": "not UTF-8 or not JSON; nothing accepted", "content": {"application/json": {"schema": _DETAIL}}},
+    401: {"description": "missing or invalid API key", "content": {"application/json": {"schema": _DETAIL}}},
+    413: {"description": "body or batch too large", "content": {"application/json": {"schema": _DETAIL}}},
+    415: {"description": "unsupported media type", "content": {"application/json": {"schema": _DETAIL}}},
+    503: {"description": "Kafka or Redis unreachable; nothing accepted", "content": {"application/json": {"schema": _DETAIL}}},
+}
+
+
+@dataclass
+class IngestState:
+    settings: Settings
+    metrics: IngestMetrics
+    redis: aioredis.Redis
+    producer: PostProducer
+    pipeline: Pipeline
+    runner: object | None = None
+    api_keys: list[bytes] = field(default_factory=list)
+
+
+def build_state(settings: Settings, metrics: IngestMetrics | None = None,
+                delivery_timeout_s: float = 10.0) -> IngestState:
+    metrics = metrics or IngestMetrics()
+    client = aioredis.Redis.from_url(settings.redis.url, socket_timeout=5, socket_connect_timeout=2)
+    topics = settings.kafka.topics
+    producer = PostProducer(settings.kafka.bootstrap_servers, topics=[topics.posts_raw, topics.deadletter],
+                            partitions=settings.kafka.partitions, delivery_timeout_s=delivery_timeout_s,
+                            on_latency=metrics.produce_latency.observe)
+    dedup = Dedup(client, settings.redis.key_prefix, int(settings.ingest.dedup_ttl.total_seconds()),
+                  reservation_ttl_s=int(delivery_timeout_s * 3 + 30))
+    pipeline = Pipeline(dedup=dedup, producer=producer, metrics=metrics, topic=topics.posts_raw,
+                        deadletter_topic=topics.deadletter, max_text_chars=settings.ingest.max_text_chars)
+    return IngestState(settings, metrics, client, producer, pipeline,
+                       api_keys=[k.encode("utf-8") for k in settings.api_keys])
+
+
+def _error(status: int, detail: str, **extra) -> JSONResponse:
+    return JSONResponse({"detail": detail, **extra}, status_code=status,
+                        headers={"Retry-After": str(RETRY_AFTER_S)} if status == 503 else None)
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise _TooLarge()
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise _TooLarge()
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+class _TooLarge(Exception):
+    pass
+
+
+def create_app(settings: Settings, *, run_connectors: bool = False, metrics: IngestMetrics | None = None,
+               delivery_timeout_s: float = 10.0) -> FastAPI:
+    """The ingest app; with ``run_connectors`` it also runs the configured sources."""
+    state = build_state(settings, metrics, delivery_timeout_s)
+    bearer = HTTPBearer(auto_error=False, description="an API key from LYSSNA_API_KEY")
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        if not state.api_keys:
+            log.warning("no API keys configured (LYSSNA_API_KEY): POST /v1/posts refuses every request")
+        problem = await state.producer.check()
+        if problem:
+            log.warning("kafka not reachable at start-up; answering 503 until it is", extra={"error": problem})
+        if run_connectors and settings.sources:
+            from .runner import ConnectorRunner, build_connectors
+
+            state.runner = ConnectorRunner(build_connectors(settings), state.pipeline,
+                                           CursorStore(state.redis, settings.redis.key_prefix), state.metrics)
+            state.runner.start()
+        try:
+            yield
+        finally:
+            if state.runner is not None:
+                await state.runner.stop()
+            await state.producer.close()
+            await state.redis.aclose()
+
+    app = FastAPI(title="Lyssna ingest", version="1", lifespan=lifespan,
+                  description=__doc__.split("\n\n", 1)[1] if __doc__ else None)
+    app.state.ingest = state
+
+    async def require_key(creds: HTTPAuthorizationCredentials | None = Depends(bearer)) -> None:
+        if creds is not None and state.api_keys:
+            given = creds.credentials.encode("latin-1", "replace")
+            # Compare with every key, without an early exit, in constant time each.
+            ok = False
+            for key in state.api_keys:
+                ok |= hmac.compare_digest(given, key)
+            if ok:
+                return
+        raise HTTPException(401, "missing or invalid API key; send 'Authorization: Bearer <key>'",
+                            headers={"WWW-Authenticate": "Bearer"})
+
+    @app.post("/v1/posts", dependencies=[Depends(require_key)], openapi_extra=_POSTS_OPENAPI,
+              responses=_POSTS_RESPONSES, summary="Ingest one post, a JSON array of posts, or NDJSON")
+    async def post_posts(request: Request) -> Response:
+        content_type = request.headers.get("content-type")
+        if media_kind(content_type) is None:
+            return _error(415, f"unsupported media type {content_type!r}; send application/json "
+                               f"or application/x-ndjson")
+        limits = settings.ingest
+        try:
+            body = await _read_body(request, limits.max_body_bytes)
+        except _TooLarge:
+            return _error(413, f"body larger than {limits.max_body_bytes} bytes; split it into smaller requests")
+        except ClientDisconnect:
+            return _error(400, "the client went away before sending the whole body")
+        try:
+            items = parse_body(body, content_type, limits.max_batch_items)
+        except TooManyItems as e:
+            return _error(413, str(e), max_batch_items=e.limit)
+        except BodyError as e:
+            return _error(400, str(e), position=e.position)
+        try:
+            results = await state.pipeline.ingest(items, channel="http")
+        except Unavailable as e:
+            log.warning("refusing posts: dependency down", extra={"dependency": e.dependency, "error": e.detail})
+            return _error(503, f"{e.dependency} is unavailable; nothing was accepted, retry later",
+                          unavailable=e.dependency, results=[r.to_dict() for r in e.results])
+        counts = {ACCEPTED: 0, DUPLICATE: 0, REJECTED: 0}
+        for r in results:
+            counts[r.status] += 1
+        return JSONResponse({**counts, "results": [r.to_dict() for r in results]})
+
+    @app.get("/healthz", summary="the process is alive")
+    async def healthz() -> dict:
+        return {"status": "ok"}
+
+    @app.get("/readyz", summary="Kafka and Redis are reachable",
+             responses={503: {"description": "a dependency is down; the body says which"}})
+    async def readyz() -> Response:
+        checks = {"kafka": "ok", "redis": "ok"}
+        try:
+            await asyncio.wait_for(state.redis.ping(), 3)
+        except Exception as e:  # noqa: BLE001 - any failure means not ready
+            checks["redis"] = f"down: {type(e).__name__}: {e}"
+        try:
+            problem = await asyncio.wait_for(state.producer.check(), 8)
+        except TimeoutError:
+            problem = "no answer within 8 s"
+        if problem:
+            checks["kafka"] = f"down: {problem}"
+        ready = all(v == "ok" for v in checks.values())
+        return JSONResponse({"status": "ready" if ready else "unavailable", "checks": checks},
+                            status_code=200 if ready else 503)
+
+    @app.get("/metrics", summary="Prometheus metrics")
+    async def metrics_endpoint() -> Response:
+        return Response(state.metrics.render(), media_type=state.metrics.content_type)
+
+    return app

@@ -1,0 +1,108 @@
+"""Replay a JSONL file of posts (backfills, demos), optionally in (sped-up) real time.
+
+Each line is one post in the push API's form. The cursor is the byte offset
+after the last line whose post is in Kafka (and its line number, for logs), so
+a restart continues with the next line. With ``speedup`` the gaps between the
+posts' ``created_at`` are replayed N times faster; without it the file goes as
+fast as Kafka takes it. The connector ends at the end of the file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import time
+from pathlib import Path
+from typing import AsyncIterator
+
+from ..normalize import Normalized, Rejection, normalize, parse_timestamp
+from ..parsing import BodyError, parse_ndjson_line
+from .base import Batch, Connector, SourceError
+
+log = logging.getLogger(__name__)
+
+
+def _event_time(item: object) -> float | None:
+    if not isinstance(item, dict):
+        return None
+    try:
+        dt = parse_timestamp(item.get("created_at"))
+    except Exception:  # noqa: BLE001 - normalize reports the bad value itself
+        return None
+    return dt.timestamp() if dt else None
+
+
+class JsonlConnector(Connector):
+    type = "file"
+
+    def __init__(self, path: str | os.PathLike, name: str, *, speedup: float | None = None,
+                 batch_size: int = 500, base_dir: str | os.PathLike | None = None,
+                 clock=time.monotonic, sleep=asyncio.sleep):
+        p = Path(path)
+        if not p.is_absolute() and base_dir is not None:
+            p = Path(base_dir) / p
+        self.path = p
+        super().__init__(name, str(p.resolve()))
+        self.speedup = speedup
+        self.batch_size = batch_size
+        self.retry_base_s = 5.0
+        self._clock, self._sleep = clock, sleep
+
+    async def batches(self, cursor: str | None) -> AsyncIterator[Batch]:
+        state = json.loads(cursor) if cursor else {"offset": 0, "line": 0}
+        offset, line = int(state["offset"]), int(state["line"])
+        try:
+            f = open(self.path, "rb")
+        except OSError as e:
+            raise SourceError(f"cannot open {self.path}: {e}") from e
+        with f:
+            size = os.fstat(f.fileno()).st_size
+            if offset > size:
+                log.warning("replay file is shorter than its cursor; starting over",
+                            extra={"path": str(self.path), "offset": offset, "size": size})
+                offset, line = 0, 0
+            f.seek(offset)
+            items: list[Normalized | Rejection] = []
+            first_event: float | None = None
+            started = 0.0
+            for raw in f:
+                line += 1
+                offset += len(raw)
+                if not raw.strip():
+                    continue
+                try:
+                    item = parse_ndjson_line(raw.rstrip(b"\r\n"), line)
+                except BodyError as e:
+                    if not raw.endswith(b"\n"):
+                        # A last line still being written: leave it for the next run.
+                        offset, line = offset - len(raw), line - 1
+                        break
+                    items.append(Rejection(f"{self.path.name} line {line}: {e}",
+                                           payload=raw.decode("utf-8", "replace")))
+                else:
+                    if self.speedup:
+                        at = _event_time(item)
+                        if at is not None:
+                            if first_event is None:
+                                first_event, started = at, self._clock()
+                            wait = (at - first_event) / self.speedup - (self._clock() - started)
+                            if wait > 0:
+                                if items:
+                                    yield Batch(items, self._cursor(offset - len(raw), line - 1))
+                                    items = []
+                                await self._sleep(wait)
+                    n = normalize(item, default_source="file")
+                    if isinstance(n, Rejection):
+                        n = Rejection(f"{self.path.name} line {line}: {n.reason}",
+                                      payload=raw.decode("utf-8", "replace"))
+                    items.append(n)
+                if len(items) >= self.batch_size:
+                    yield Batch(items, self._cursor(offset, line))
+                    items = []
+            yield Batch(items, self._cursor(offset, line))
+
+    @staticmethod
+    def _cursor(offset: int, line: int) -> str:
+        return json.dumps({"offset": offset, "line": line})

@@ -1,0 +1,145 @@
+"""Small I/O helpers every integration test shares: ports, topics, polling and
+services run as real processes (exactly as `make up` runs them)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import httpx
+from kafka import KafkaConsumer, KafkaProducer
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def produce(bootstrap: str, topic: str, records: Iterable[tuple[bytes | None, bytes]]) -> None:
+    """Produce (key, value) pairs and wait until Kafka has all of them."""
+    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
+    try:
+        for key, value in records:
+            producer.send(topic, key=key, value=value)
+        producer.flush(timeout=60)
+    finally:
+        producer.close()
+
+
+def read_all(bootstrap: str, topic: str, *, idle_ms: int = 1500) -> list[bytes]:
+    """Every record now in the topic (reads until nothing new for ``idle_ms``)."""
+    consumer = KafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
+                             enable_auto_commit=False, group_id=None, consumer_timeout_ms=idle_ms)
+    try:
+        return [m.value for m in consumer]
+    finally:
+        consumer.close()
+
+
+def topic_size(bootstrap: str, topic: str) -> int:
+    """Records in the topic (sum of end offsets): cheap enough to poll tightly."""
+    from kafka import TopicPartition
+
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None)
+    try:
+        parts = consumer.partitions_for_topic(topic) or set()
+        ends = consumer.end_offsets([TopicPartition(topic, p) for p in parts])
+        return sum(ends.values())
+    finally:
+        consumer.close()
+
+
+async def eventually(check: Callable[[], Awaitable[Any]] | Callable[[], Any], *, timeout: float = 60,
+                     interval: float = 0.25, what: str = "condition") -> Any:
+    """Poll ``check`` until it returns something truthy; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = check()
+        if asyncio.iscoroutine(last):
+            last = await last
+        if last:
+            return last
+        await asyncio.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last value: {last!r})")
+
+
+def wait_for(check: Callable[[], Any], *, timeout: float = 60, interval: float = 0.25,
+             what: str = "condition") -> Any:
+    """The synchronous twin of :func:`eventually`."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = check()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last value: {last!r})")
+
+
+class ServiceProcess:
+    """``lyssna serve <service>`` as a child process with its own environment."""
+
+    def __init__(self, service: str, env: Mapping[str, str], *, port: int, log_dir: Path,
+                 config: Path | None = None):
+        self.service, self.port, self.config = service, port, config
+        self.env = {**os.environ, **env}
+        self.log_path = log_dir / f"{service}-{port}.log"
+        self.proc: subprocess.Popen | None = None
+        self.starts = 0
+
+    def start(self) -> "ServiceProcess":
+        self.starts += 1
+        cmd = [sys.executable, "-m", "lyssna.cli", "serve", self.service]
+        if self.config:
+            cmd += ["--config", str(self.config)]
+        log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(cmd, env=self.env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
+        log.close()
+        return self
+
+    def ready(self) -> bool:
+        if self.proc is None or self.proc.poll() is not None:
+            raise AssertionError(f"{self.service} exited ({self.proc and self.proc.returncode}); "
+                                 f"log:\n{self.log_tail()}")
+        try:
+            return httpx.get(f"http://127.0.0.1:{self.port}/readyz", timeout=2).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def wait_ready(self, timeout: float = 120) -> "ServiceProcess":
+        wait_for(self.ready, timeout=timeout, interval=0.5, what=f"{self.service} /readyz")
+        return self
+
+    def kill(self) -> None:
+        """SIGKILL: no chance to commit, flush or say goodbye."""
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(timeout=30)
+
+    def stop(self, timeout: float = 30) -> int | None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        return self.proc.returncode if self.proc else None
+
+    def log_tail(self, lines: int = 40) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except FileNotFoundError:
+            return "(no log)"

@@ -1,0 +1,298 @@
+"""Shared pieces of the ingest integration tests: reading a topic back, running
+the app in-process, and local servers that speak each source's real wire format
+(RSS/Atom over HTTP with validators, the Mastodon REST API with Link
+pagination, a Jetstream websocket)."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import json
+import socket
+import threading
+import time
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from email.utils import formatdate
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any, Callable
+from urllib.parse import parse_qs, urlsplit
+
+import httpx
+from kafka import KafkaConsumer, TopicPartition
+
+FEEDS = Path(__file__).resolve().parents[1] / "fixtures" / "feeds"
+API_KEY = "test-key"
+AUTH = {"Authorization": f"Bearer {API_KEY}"}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def read_topic(bootstrap_servers: str, topic: str, timeout_s: float = 30.0) -> list[tuple[bytes, bytes]]:
+    """Everything on the topic right now, as (key, value), in partition order."""
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap_servers, enable_auto_commit=False,
+                             group_id=None, consumer_timeout_ms=1000)
+    try:
+        deadline = time.monotonic() + timeout_s
+        parts = None
+        while not parts:
+            parts = consumer.partitions_for_topic(topic)
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"topic {topic} has no partitions")
+            if not parts:
+                time.sleep(0.2)
+        tps = [TopicPartition(topic, p) for p in sorted(parts)]
+        consumer.assign(tps)
+        consumer.seek_to_beginning(*tps)
+        end = consumer.end_offsets(tps)
+        out: list[tuple[bytes, bytes]] = []
+        while any(consumer.position(tp) < end[tp] for tp in tps):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"could not read {topic} to its end")
+            for records in consumer.poll(timeout_ms=500).values():
+                out.extend((r.key, r.value) for r in records)
+        return out
+    finally:
+        consumer.close()
+
+
+def topic_ids(bootstrap_servers: str, topic: str) -> list[str]:
+    return [json.loads(v)["id"] for _, v in read_topic(bootstrap_servers, topic)]
+
+
+async def atopic_ids(bootstrap_servers: str, topic: str) -> list[str]:
+    return await asyncio.to_thread(topic_ids, bootstrap_servers, topic)
+
+
+async def wait_until(predicate: Callable[[], Any], timeout_s: float = 30.0, what: str = "condition",
+                     interval_s: float = 0.1) -> Any:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = predicate()
+        if asyncio.iscoroutine(value):
+            value = await value
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(interval_s)
+
+
+@asynccontextmanager
+async def running_app(settings, **kwargs):
+    """The ingest app with its lifespan, and an httpx client talking to it in-process."""
+    from lyssna.ingest.app import create_app
+
+    app = create_app(settings, **kwargs)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://ingest.test", timeout=60) as client:
+            yield app, client
+
+
+# ------------------------------------------------------------------ HTTP sources
+
+@dataclass
+class Seen:
+    path: str
+    query: dict[str, list[str]]
+    headers: dict[str, str]
+    status: int = 0
+
+
+class _Server:
+    """A ThreadingHTTPServer on a free loopback port, recording every request."""
+
+    def __init__(self) -> None:
+        self.requests: list[Seen] = []
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_GET(self):  # noqa: N802 - http.server's naming
+                parts = urlsplit(self.path)
+                seen = Seen(parts.path, parse_qs(parts.query), {k.lower(): v for k, v in self.headers.items()})
+                outer.requests.append(seen)
+                status, headers, body = outer.handle(seen)
+                seen.status = status
+                self.send_response(status)
+                for k, v in headers.items():
+                    self.send_header(k, v)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.base = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        self._thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    def handle(self, seen: Seen) -> tuple[int, dict[str, str], bytes]:
+        raise NotImplementedError
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+class FeedServer(_Server):
+    """Serves one feed document with ETag and Last-Modified, honouring conditional GETs."""
+
+    def __init__(self, body: bytes, content_type: str = "application/rss+xml"):
+        super().__init__()
+        self.content_type = content_type
+        self.fail_next = 0          # answer this many requests with 503
+        self.set_body(body)
+
+    def set_body(self, body: bytes) -> None:
+        self.body = body
+        self.version = getattr(self, "version", 0) + 1
+        self.etag = f'W/"feed-v{self.version}"'
+        self.last_modified = formatdate(1_746_000_000 + self.version * 60, usegmt=True)
+
+    def handle(self, seen: Seen):
+        if self.fail_next > 0:
+            self.fail_next -= 1
+            return 503, {"Retry-After": "0", "Content-Type": "text/plain"}, b"maintenance"
+        if seen.headers.get("if-none-match") == self.etag:
+            return 304, {"ETag": self.etag}, b""
+        return 200, {"Content-Type": self.content_type, "ETag": self.etag,
+                     "Last-Modified": self.last_modified}, self.body
+
+
+def load_statuses() -> list[dict]:
+    return json.loads((FEEDS / "mastodon_statuses.json").read_text(encoding="utf-8"))
+
+
+def make_status(template: dict, status_id: int, text: str) -> dict:
+    s = copy.deepcopy(template)
+    s["id"] = str(status_id)
+    s["uri"] = f"https://social.example.se/users/lena/statuses/{status_id}"
+    s["url"] = f"https://social.example.se/@lena/{status_id}"
+    s["content"] = f"<p>{text}</p>"
+    return s
+
+
+class MastodonServer(_Server):
+    """The parts of the Mastodon REST API the connector uses, paginated like Mastodon:
+    newest first, ``limit``/``max_id``/``since_id``/``min_id``, and a ``Link`` header
+    with ``rel="next"`` (older) and ``rel="prev"`` (newer) when the page is not empty."""
+
+    ACCOUNT_ID = "109000000000000001"
+
+    def __init__(self, statuses: list[dict]):
+        super().__init__()
+        self.statuses = list(statuses)
+
+    @staticmethod
+    def _key(status_id: str) -> tuple[int, str]:
+        return (len(status_id), status_id)
+
+    def handle(self, seen: Seen):
+        if seen.path == "/api/v1/accounts/lookup":
+            if seen.query.get("acct") == ["lena"]:
+                return 200, {"Content-Type": "application/json"}, json.dumps(
+                    {"id": self.ACCOUNT_ID, "username": "lena", "acct": "lena"}).encode()
+            return 404, {"Content-Type": "application/json"}, b'{"error":"Record not found"}'
+        if seen.path.startswith("/api/v1/timelines/tag/") or seen.path == f"/api/v1/accounts/{self.ACCOUNT_ID}/statuses":
+            return self._page(seen)
+        return 404, {"Content-Type": "application/json"}, b'{"error":"Not found"}'
+
+    def _page(self, seen: Seen):
+        q = {k: v[0] for k, v in seen.query.items()}
+        limit = min(int(q.get("limit", 20)), 40)
+        ordered = sorted(self.statuses, key=lambda s: self._key(s["id"]))  # oldest first
+        if "max_id" in q:
+            ordered = [s for s in ordered if self._key(s["id"]) < self._key(q["max_id"])]
+        if "min_id" in q:
+            page = [s for s in ordered if self._key(s["id"]) > self._key(q["min_id"])][:limit]
+        else:
+            if "since_id" in q:
+                ordered = [s for s in ordered if self._key(s["id"]) > self._key(q["since_id"])]
+            page = ordered[-limit:]
+        page = list(reversed(page))  # the API answers newest first
+        headers = {"Content-Type": "application/json; charset=utf-8"}
+        if page:
+            url = f"{self.base}{seen.path}"
+            headers["Link"] = (f'<{url}?limit={limit}&max_id={page[-1]["id"]}>; rel="next", '
+                               f'<{url}?limit={limit}&min_id={page[0]["id"]}>; rel="prev"')
+        return 200, headers, json.dumps(page).encode()
+
+
+# ------------------------------------------------------------------ Jetstream
+
+def load_jetstream_events() -> list[dict]:
+    lines = (FEEDS / "jetstream_events.jsonl").read_text(encoding="utf-8").splitlines()
+    return [json.loads(line) for line in lines if line.strip()]
+
+
+@dataclass
+class JetstreamServer:
+    """A Jetstream-like websocket: replays its events from ``cursor`` (time_us, inclusive)
+    and then streams what is appended. Like the real service it always sends
+    identity and account events; it does *not* apply wantedCollections, so the
+    connector's own filtering is exercised too."""
+
+    events: list[dict]
+    close_after: int | None = None     # drop the connection after this many frames
+    connections: list[dict[str, list[str]]] = field(default_factory=list)
+    url: str = ""
+
+    async def __aenter__(self):
+        from websockets.asyncio.server import serve
+
+        self._server = await serve(self._handler, "127.0.0.1", 0)
+        port = self._server.sockets[0].getsockname()[1]
+        self.url = f"ws://127.0.0.1:{port}/subscribe"
+        return self
+
+    async def __aexit__(self, *exc):
+        self._server.close()
+        await self._server.wait_closed()
+
+    def append(self, events: list[dict]) -> None:
+        self.events.extend(events)
+
+    async def _handler(self, ws) -> None:
+        query = parse_qs(urlsplit(ws.request.path).query)
+        self.connections.append(query)
+        cursor = int(query["cursor"][0]) if "cursor" in query else None
+        sent = 0
+        i = 0
+        while True:
+            while i >= len(self.events):
+                try:
+                    await asyncio.wait_for(ws.wait_closed(), 0.05)
+                    return  # the client went away
+                except TimeoutError:
+                    pass
+            ev = self.events[i]
+            i += 1
+            if cursor is not None and ev["time_us"] < cursor:
+                continue
+            await ws.send(json.dumps(ev))
+            sent += 1
+            if self.close_after is not None and sent >= self.close_after:
+                await ws.close()
+                return
+
+
+def post_event(time_us: int, rkey: str, text: str, did: str = "did:plc:testauthor0000000000000") -> dict:
+    return {"did": did, "time_us": time_us, "kind": "commit",
+            "commit": {"rev": f"rev{time_us}", "operation": "create", "collection": "app.bsky.feed.post",
+                       "rkey": rkey, "cid": f"bafy{rkey}",
+                       "record": {"$type": "app.bsky.feed.post", "createdAt": "2026-05-05T10:00:00.000Z",
+                                  "langs": ["sv"], "text": text}}}

@@ -1,0 +1,219 @@
+"""Every connector against a local server speaking its source's wire format,
+through the real pipeline into Kafka, and restarted: it must resume from the
+cursor it stored in Redis, neither losing nor repeating posts."""
+
+import json
+import shutil
+from contextlib import asynccontextmanager
+
+import pytest
+from tests.integration.ingest_support import (
+    FEEDS, FeedServer, JetstreamServer, MastodonServer, atopic_ids, load_jetstream_events,
+    load_statuses, make_status, post_event, read_topic, wait_until,
+)
+
+from lyssna.common.config import BlueskySource, MastodonSource, RssSource
+from lyssna.common.contracts import DeadLetter, Post
+from lyssna.ingest.app import build_state
+from lyssna.ingest.connectors.base import CursorStore
+from lyssna.ingest.connectors.bluesky import BlueskyConnector
+from lyssna.ingest.connectors.jsonl import JsonlConnector
+from lyssna.ingest.connectors.mastodon import MastodonConnector
+from lyssna.ingest.connectors.rss import RssConnector
+from lyssna.ingest.runner import ConnectorRunner
+
+pytestmark = pytest.mark.integration
+
+
+@asynccontextmanager
+async def service(settings, connector):
+    """One life of the ingest service running ``connector``; leaving it is a stop."""
+    state = build_state(settings, delivery_timeout_s=10)
+    cursors = CursorStore(state.redis, settings.redis.key_prefix)
+    runner = ConnectorRunner([connector], state.pipeline, cursors, state.metrics)
+    runner.start()
+    try:
+        yield runner, cursors, state.metrics
+    finally:
+        await runner.stop()
+        await state.producer.close()
+        await state.redis.aclose()
+
+
+def received(metrics, source: str) -> float:
+    return metrics.value("lyssna_ingest_posts_received_total", source=source)
+
+
+async def cursor_is(cursors, key: str, value: str) -> bool:
+    return await cursors.get(key) == value
+
+
+def assert_once(ids: list[str]) -> None:
+    assert len(ids) == len(set(ids)), f"repeated on the topic: {sorted(ids)}"
+
+
+# ------------------------------------------------------------------ RSS / Atom
+
+NEW_ITEM = b"""    <item>
+      <title>Acme Robotics inf&#246;r fyradagarsvecka</title>
+      <link>https://news.example.se/arbetsliv/acme-fyradagarsvecka</link>
+      <guid isPermaLink="false">news.example.se:article:88130</guid>
+      <pubDate>Wed, 06 May 2026 07:00:00 +0200</pubDate>
+      <description>Personalen jublar &amp;amp; facket &#228;r positivt.</description>
+    </item>
+  </channel>"""
+
+
+async def test_rss_conditional_polling_and_resume_from_validators(settings, infra, topics):
+    body = (FEEDS / "rss_entities.xml").read_bytes()
+    with FeedServer(body) as srv:
+        src = RssSource(type="rss", url=f"{srv.base}/arbetsliv/feed.xml", interval="200ms")
+
+        async with service(settings, RssConnector(src, "hr-news")) as (runner, cursors, metrics):
+            key = runner.connectors[0].cursor_key
+            await wait_until(lambda: any(r.status == 304 for r in srv.requests), what="a 304 poll")
+            stored = json.loads(await cursors.get(key))
+            assert stored == {"etag": srv.etag, "modified": srv.last_modified}
+            assert received(metrics, "rss") == 3
+        first_run = await atopic_ids(infra.bootstrap_servers, topics.posts_raw)
+        assert len(first_run) == 3
+
+        before = len(srv.requests)
+        async with service(settings, RssConnector(src, "hr-news")) as (runner, cursors, metrics):
+            await wait_until(lambda: len(srv.requests) > before, what="the first poll after restart")
+            first = srv.requests[before]
+            assert first.headers["if-none-match"] == srv.etag and first.status == 304
+            assert first.headers["if-modified-since"] == srv.last_modified
+            assert received(metrics, "rss") == 0          # nothing re-read after the restart
+
+            srv.set_body(body.replace(b"  </channel>", NEW_ITEM))
+            await wait_until(lambda: metrics.value("lyssna_ingest_posts_total", source="rss",
+                                                   outcome="accepted") == 1, what="the changed feed")
+            assert metrics.value("lyssna_ingest_posts_total", source="rss", outcome="duplicate") == 3
+            assert received(metrics, "rss") == 4
+
+    ids = await atopic_ids(infra.bootstrap_servers, topics.posts_raw)
+    assert len(ids) == 4 and set(first_run) < set(ids)
+    assert_once(ids)
+    texts = [Post.from_bytes(v).text for _, v in read_topic(infra.bootstrap_servers, topics.posts_raw)]
+    assert any(t.startswith("Acme Robotics inför fyradagarsvecka\n\nPersonalen jublar & facket är positivt")
+               for t in texts)
+
+
+async def test_atom_feed_errors_back_off_then_recover(settings, infra, topics):
+    with FeedServer((FEEDS / "atom_latin1.xml").read_bytes(), content_type="application/atom+xml") as srv:
+        srv.fail_next = 2
+        src = RssSource(type="rss", url=f"{srv.base}/feed.atom", interval="100ms")
+        async with service(settings, RssConnector(src, "union-blog")) as (runner, cursors, metrics):
+            await wait_until(lambda: metrics.value("lyssna_ingest_connector_last_success_timestamp_seconds",
+                                                   connector="union-blog") > 0, what="a success after the errors")
+            assert metrics.value("lyssna_ingest_connector_errors_total", connector="union-blog") == 2
+            assert received(metrics, "rss") == 2
+        assert [r.status for r in srv.requests[:3]] == [503, 503, 200]
+    posts = [Post.from_bytes(v) for _, v in read_topic(infra.bootstrap_servers, topics.posts_raw)]
+    assert sorted(p.text.split("\n")[0] for p in posts) == [
+        "Fjällhem: så mår personalen efter flytten", "Lönesamtal på Kvarnby Bank – medlemmarna missnöjda"]
+
+
+# ------------------------------------------------------------------ Mastodon
+
+@pytest.mark.parametrize("timeline", [{"hashtag": "arbetsmiljö"}, {"account": "lena"}])
+async def test_mastodon_pages_forward_and_resumes_from_since_id(settings, infra, topics, timeline):
+    statuses = load_statuses()
+    newest = max(s["id"] for s in statuses)
+    with MastodonServer(statuses) as srv:
+        src = MastodonSource(type="mastodon", instance=srv.base, interval="200ms", **timeline)
+
+        async with service(settings, MastodonConnector(src, "masto")) as (runner, cursors, metrics):
+            key = runner.connectors[0].cursor_key
+            await wait_until(lambda: cursors.get(key), what="a stored since_id")
+            assert await cursors.get(key) == newest
+        first_run = await atopic_ids(infra.bootstrap_servers, topics.posts_raw)
+        # Five statuses: one is media only; the boost is ingested as the boosted status.
+        assert len(first_run) == 4
+        assert "mastodon:https://acme.example.com/users/acmerobotics/statuses/777" in first_run
+
+        # While stopped, 45 statuses arrive: more than one page (40) to catch up on.
+        srv.statuses += [make_status(statuses[0], 113200000000000006 + i, f"Nytt inlägg {i} om Nordvik")
+                         for i in range(45)]
+        before = len(srv.requests)
+        async with service(settings, MastodonConnector(src, "masto")) as (runner, cursors, metrics):
+            await wait_until(lambda: received(metrics, "mastodon") == 45, what="the 45 new statuses")
+            await wait_until(lambda: cursor_is(cursors, key, "113200000000000050"), what="cursor at the newest")
+            assert received(metrics, "mastodon") == 45   # nothing of the first run was re-read
+        timeline_calls = [r for r in srv.requests[before:] if r.path != "/api/v1/accounts/lookup"]
+        assert timeline_calls[0].query["min_id"] == [newest]
+        assert timeline_calls[1].query["min_id"] == ["113200000000000045"]  # Link rel="prev"
+
+    ids = await atopic_ids(infra.bootstrap_servers, topics.posts_raw)
+    assert len(ids) == 49
+    assert_once(ids)
+
+
+# ------------------------------------------------------------------ Bluesky (Jetstream)
+
+async def test_jetstream_resumes_from_its_time_us_cursor(settings, infra, topics):
+    events = load_jetstream_events()
+    last = str(events[-1]["time_us"])
+    async with JetstreamServer(events) as js:
+        src = BlueskySource(type="bluesky", url=js.url)
+        async with service(settings, BlueskyConnector(src, "bsky", max_wait_s=0.1)) as (runner, cursors, metrics):
+            key = runner.connectors[0].cursor_key
+            await wait_until(lambda: cursor_is(cursors, key, last), what="cursor at the last event")
+            assert received(metrics, "bluesky") == 3
+        assert js.connections[0]["wantedCollections"] == ["app.bsky.feed.post"]
+        assert "cursor" not in js.connections[0]
+
+        js.append([post_event(1746435000002000, "3lnewpost0001", "Acme Robotics höjer lönerna för alla"),
+                   post_event(1746435000003000, "3lnewpost0002", "Nordvik Energi anställer 50 montörer")])
+        async with service(settings, BlueskyConnector(src, "bsky", max_wait_s=0.1)) as (runner, cursors, metrics):
+            await wait_until(lambda: cursor_is(cursors, key, "1746435000003000"), what="the new events")
+            assert received(metrics, "bluesky") == 2
+        assert js.connections[1]["cursor"] == [last]
+
+    ids = await atopic_ids(infra.bootstrap_servers, topics.posts_raw)
+    assert len(ids) == 5 and "at://did:plc:testauthor0000000000000/app.bsky.feed.post/3lnewpost0002" in ids
+    assert_once(ids)
+
+
+async def test_jetstream_dropped_connection_reconnects_with_cursor(settings, infra, topics):
+    events = load_jetstream_events()
+    async with JetstreamServer(events, close_after=3) as js:
+        connector = BlueskyConnector(BlueskySource(type="bluesky", url=js.url), "bsky", max_wait_s=0.1)
+        connector.retry_base_s = 0.05
+        async with service(settings, connector) as (runner, cursors, metrics):
+            await wait_until(lambda: cursor_is(cursors, connector.cursor_key, str(events[-1]["time_us"])),
+                             what="all events across reconnects")
+            assert metrics.value("lyssna_ingest_connector_errors_total", connector="bsky") >= 1
+        cursors_used = [c.get("cursor", [None])[0] for c in js.connections]
+        assert cursors_used[:3] == [None, str(events[2]["time_us"]), str(events[4]["time_us"])]
+    ids = await atopic_ids(infra.bootstrap_servers, topics.posts_raw)
+    assert len(ids) == 3
+    assert_once(ids)
+
+
+# ------------------------------------------------------------------ JSONL replay
+
+async def test_jsonl_replay_resumes_after_the_last_acknowledged_line(settings, infra, topics, tmp_path):
+    path = tmp_path / "replay.jsonl"
+    shutil.copy(FEEDS / "replay_posts.jsonl", path)
+
+    async with service(settings, JsonlConnector(path, "demo")) as (runner, cursors, metrics):
+        await runner.wait()
+    assert sorted(await atopic_ids(infra.bootstrap_servers, topics.posts_raw)) == [
+        "replay-001", "replay-002", "replay-003", "replay-006", "replay-007"]
+    dead = [DeadLetter.from_bytes(v) for _, v in read_topic(infra.bootstrap_servers, topics.deadletter)]
+    assert sorted(d.reason.split(":")[0] for d in dead) == ["replay.jsonl line 4", "replay.jsonl line 5"]
+    assert all(d.service == "ingest" and d.topic == "connector:demo" and d.payload for d in dead)
+
+    with path.open("a", encoding="utf-8") as f:
+        for i in (8, 9):
+            f.write(json.dumps({"id": f"replay-00{i}", "text": f"Kvarnby Bank nyhet {i}"}) + "\n")
+    async with service(settings, JsonlConnector(path, "demo")) as (runner, cursors, metrics):
+        await runner.wait()
+        assert received(metrics, "file") == 2   # only the appended lines were read
+
+    ids = await atopic_ids(infra.bootstrap_servers, topics.posts_raw)
+    assert len(ids) == 7 and {"replay-008", "replay-009"} <= set(ids)
+    assert_once(ids)
+    assert len(read_topic(infra.bootstrap_servers, topics.deadletter)) == 2
