@@ -60,7 +60,10 @@ class Encoder:
         self.max_length = max_length
         self.layers = tuple(layers)
         self.tokenizer = AutoTokenizer.from_pretrained(path)
-        net = AutoModel.from_pretrained(path, dtype=torch.float32).eval()
+        # For posts (tens of tokens) plain matmul attention beats the fused CPU SDPA
+        # kernel: in bf16 it runs on AMX like the rest (see bench/bench_classify.py).
+        net = AutoModel.from_pretrained(path, dtype=torch.float32,
+                                        attn_implementation="eager" if precision == "bf16" else None).eval()
         if precision == "int8":
             net = torch.ao.quantization.quantize_dynamic(net, {torch.nn.Linear}, dtype=torch.qint8)
         elif precision == "bf16":

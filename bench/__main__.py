@@ -1,0 +1,106 @@
+"""`make bench`: run every benchmark on this machine and rewrite BENCHMARKS.md.
+
+Starts the local Kafka and Redis through scripts/infra.sh when needed. The
+figures are medians of several runs measured in one go; the machine they ran
+on is recorded with them, because on a shared machine only ratios measured
+together are comparable.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import os
+import platform
+import subprocess
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+BENCHES = ("ingest", "classify", "e2e")
+
+
+def machine() -> dict:
+    cpu = platform.processor()
+    try:
+        for line in subprocess.run(["lscpu"], capture_output=True, text=True).stdout.splitlines():
+            if line.startswith("Model name:"):
+                cpu = line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    mem = ""
+    if Path("/proc/meminfo").exists():
+        kb = int(Path("/proc/meminfo").read_text().split()[1])
+        mem = f"{kb / 1024 / 1024:.0f} GiB"
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT).stdout.strip()
+    return {"cpu": cpu, "cores": os.cpu_count(), "memory": mem, "python": platform.python_version(),
+            "kernel": platform.release(), "commit": commit,
+            "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}
+
+
+def render(results: dict, m: dict) -> str:
+    out = ["# Benchmarks", "",
+           "Written by `make bench` (bench/__main__.py); rerun it to refresh. Medians of several runs "
+           "in one go, on the machine below. The machine is shared and noisy: compare ratios measured "
+           "in the same run, not single times.", "",
+           f"Machine: {m['cpu']}, {m['cores']} cores, {m['memory']}, Python {m['python']}, "
+           f"Linux {m['kernel']}; commit {m['commit']}, {m['date']}. No GPU.", ""]
+    if "ingest" in results:
+        r = results["ingest"]
+        out += ["## Ingest: posts/s through `POST /v1/posts`", "",
+                f"NDJSON batches of {r['batch_size']}, {r['concurrency']} requests in flight, "
+                f"{r['batches_per_run']} batches per run, into the real broker with `acks=all`, "
+                "dedup in Redis; every post answered `accepted`.", "",
+                "| run | posts/s | service CPU (s) |", "| --- | --- | --- |"]
+        out += [f"| {i + 1} | {x['posts_per_s']:.0f} | {x['service_cpu_s']} |" for i, x in enumerate(r["runs"])]
+        out += ["", f"**Median: {r['median_posts_per_s']:.0f} posts/s** (goal ≥ {r['goal_posts_per_s']})", ""]
+    if "classify" in results:
+        r = results["classify"]
+        out += ["## Classifier: Lyssna's path against a plain transformers baseline", "",
+                f"{r['posts']} posts of 20–60 tokens, {r['threads']} threads, median of {r['repeats']} repeats.", "",
+                "| path | posts/s | topic macro-F1 | sentiment macro-F1 |", "| --- | --- | --- | --- |",
+                f"| (a) transformers, fp32, batch size 1 | {r['baseline_posts_per_s']} | "
+                f"{r['baseline_topic_macro_f1']:.3f} | {r['baseline_sentiment_macro_f1']:.3f} |",
+                f"| (b) Lyssna ({r['lyssna_precision']}, length-sorted batches, language id + mentions + heads "
+                f"included) | {r['lyssna_posts_per_s']} | {r['lyssna_topic_macro_f1']:.3f} | "
+                f"{r['lyssna_sentiment_macro_f1']:.3f} |", "",
+                f"**(b)/(a) = {r['ratio']}** (goal ≥ {r['goal_ratio']}, with macro-F1 no more than 0.01 below fp32).", ""]
+    if "e2e" in results:
+        r = results["e2e"]
+        out += ["## End-to-end latency", "", "```", json.dumps(r, indent=2), "```", ""]
+    for name, err in results.get("errors", {}).items():
+        out += [f"## {name}: did not run", "", f"`{err}`", ""]
+    return "\n".join(out)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("only", nargs="*", choices=BENCHES, help="run only these (default: all)")
+    args = p.parse_args()
+    subprocess.run([str(ROOT / "scripts" / "infra.sh"), "up", "kafka", "redis"], check=True)
+    results: dict = {"errors": {}}
+    for name in args.only or BENCHES:
+        try:
+            module = importlib.import_module(f"bench.bench_{name}")
+        except ModuleNotFoundError:
+            continue
+        print(f"[bench] {name} ...", file=sys.stderr, flush=True)
+        try:
+            results[name] = module.run(None)
+        except Exception as e:  # a failed bench is reported, the others still run
+            results["errors"][name] = f"{type(e).__name__}: {e}"
+        print(json.dumps(results.get(name) or results["errors"].get(name), indent=2), file=sys.stderr)
+    m = machine()
+    out = ROOT / ".local" / "bench" / "latest.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"machine": m, **results}, indent=2))
+    if not args.only:
+        (ROOT / "BENCHMARKS.md").write_text(render(results, m))
+        print(f"[bench] wrote BENCHMARKS.md and {out}", file=sys.stderr)
+    sys.exit(1 if results["errors"] else 0)
+
+
+if __name__ == "__main__":
+    main()

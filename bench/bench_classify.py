@@ -1,0 +1,115 @@
+"""Classifier throughput: a plain transformers baseline against Lyssna's path.
+
+2,000 posts of 20-60 tokens (from the labelled data, cycled), measured in the
+same run:
+  (a) baseline: the same model folder through plain transformers, fp32,
+      batch size 1: tokenizer + forward + pooling per post;
+  (b) Lyssna's classification path: language id, mention matching, the encoder
+      (bf16 on CPUs with AMX/AVX-512 BF16, length-sorted batches, matmul
+      attention) and the heads.
+Each is timed several times (median); the ratio is (b)/(a). Macro-F1 of both
+paths on the held-out split uses the same committed heads.
+
+    python -m bench.bench_classify [--posts 2000] [--repeats 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import platform
+import statistics
+import time
+
+import numpy as np
+import torch
+from transformers import AutoModel, AutoTokenizer
+
+from lyssna.classify.classifier import Classifier
+from lyssna.classify.dataset import load_examples
+from lyssna.classify.encoder import PREFIX, resolve_model_path
+from lyssna.classify.heads import Heads
+from lyssna.classify.training import evaluate
+from lyssna.common.config import load_settings
+
+GOAL_RATIO = 8.0
+
+
+def bench_posts(tokenizer, n: int) -> list[str]:
+    texts = [e.text for e in load_examples()]
+    fitting = [t for t in texts if 20 <= len(tokenizer(PREFIX + t)["input_ids"]) <= 60]
+    return list(itertools.islice(itertools.cycle(fitting), n))
+
+
+class Baseline:
+    """What a first implementation would do: one post at a time, fp32."""
+
+    def __init__(self, path: str, layers: tuple[int, ...]):
+        self.tokenizer = AutoTokenizer.from_pretrained(path)
+        self.model = AutoModel.from_pretrained(path).eval()
+        self.layers = layers
+        self.name, self.precision, self.dim = path, "fp32-bs1", 384 * len(layers)
+
+    @torch.inference_mode()
+    def embed(self, texts, batch_size: int = 1) -> np.ndarray:
+        out = []
+        for text in texts:
+            enc = self.tokenizer(PREFIX + text, return_tensors="pt", truncation=True, max_length=512)
+            hidden = self.model(**enc, output_hidden_states=True).hidden_states
+            out.append(torch.cat([torch.nn.functional.normalize(hidden[k].mean(1), dim=-1)
+                                  for k in self.layers], dim=-1)[0].numpy())
+        return np.stack(out)
+
+
+def _timed(fn, repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def run(args=None) -> dict:
+    posts, repeats = getattr(args, "posts", 2000), getattr(args, "repeats", 3)
+    settings = load_settings(None, env={})
+    heads = Heads.load()
+    path = resolve_model_path(settings.classify.model)
+    baseline = Baseline(path, heads.layers)
+    texts = bench_posts(baseline.tokenizer, posts)
+    classifier = Classifier.from_settings(settings)
+    classifier.classify_texts(texts[:128])  # warm-up: lazy init, allocator
+    baseline.embed(texts[:16])
+
+    # The baseline is ~10x slower; time it on a quarter of the posts per repeat.
+    sample = texts[: max(200, posts // 4)]
+    t_base = _timed(lambda: baseline.embed(sample), repeats) / len(sample)
+    t_ours = _timed(lambda: classifier.classify_texts(texts), repeats) / len(texts)
+    f1_base = evaluate(baseline, heads, progress=lambda m: None)["overall"]
+    f1_ours = evaluate(classifier.encoder, heads, progress=lambda m: None)["overall"]
+    result = {
+        "posts": posts, "repeats": repeats, "threads": torch.get_num_threads(),
+        "baseline_posts_per_s": round(1 / t_base, 1),
+        "lyssna_posts_per_s": round(1 / t_ours, 1),
+        "ratio": round(t_base / t_ours, 2),
+        "goal_ratio": GOAL_RATIO,
+        "lyssna_precision": classifier.encoder.precision,
+        "baseline_topic_macro_f1": f1_base["topic_macro_f1"],
+        "baseline_sentiment_macro_f1": f1_base["sentiment_macro_f1"],
+        "lyssna_topic_macro_f1": f1_ours["topic_macro_f1"],
+        "lyssna_sentiment_macro_f1": f1_ours["sentiment_macro_f1"],
+        "cpu": platform.processor() or platform.machine(),
+    }
+    return result
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--posts", type=int, default=2000)
+    p.add_argument("--repeats", type=int, default=3)
+    for k, v in run(p.parse_args()).items():
+        print(f"{k:32} {v}")
+
+
+if __name__ == "__main__":
+    main()
