@@ -37,14 +37,40 @@ def produce(bootstrap: str, topic: str, records: Iterable[tuple[bytes | None, by
         producer.close()
 
 
-def read_all(bootstrap: str, topic: str, *, idle_ms: int = 1500) -> list[bytes]:
-    """Every record now in the topic (reads until nothing new for ``idle_ms``)."""
-    consumer = KafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
-                             enable_auto_commit=False, group_id=None, consumer_timeout_ms=idle_ms)
+def read_topic(bootstrap_servers: str, topic: str, timeout_s: float = 30.0) -> list[tuple[bytes, bytes]]:
+    """Everything on the topic right now, as (key, value), read up to the end
+    offsets taken at the start (so it neither stops early nor waits for idleness)."""
+    from kafka import TopicPartition
+
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap_servers, enable_auto_commit=False,
+                             group_id=None, consumer_timeout_ms=1000)
     try:
-        return [m.value for m in consumer]
+        deadline = time.monotonic() + timeout_s
+        parts = None
+        while not parts:
+            parts = consumer.partitions_for_topic(topic)
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"topic {topic} has no partitions")
+            if not parts:
+                time.sleep(0.2)
+        tps = [TopicPartition(topic, p) for p in sorted(parts)]
+        consumer.assign(tps)
+        consumer.seek_to_beginning(*tps)
+        end = consumer.end_offsets(tps)
+        out: list[tuple[bytes, bytes]] = []
+        while any(consumer.position(tp) < end[tp] for tp in tps):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"could not read {topic} to its end")
+            for records in consumer.poll(timeout_ms=500).values():
+                out.extend((r.key, r.value) for r in records)
+        return out
     finally:
         consumer.close()
+
+
+def read_all(bootstrap: str, topic: str, **_ignored) -> list[bytes]:
+    """The values of every record now in the topic."""
+    return [value for _, value in read_topic(bootstrap, topic)]
 
 
 def topic_size(bootstrap: str, topic: str) -> int:

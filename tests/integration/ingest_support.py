@@ -8,57 +8,22 @@ from __future__ import annotations
 import asyncio
 import copy
 import json
-import socket
 import threading
-import time
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from email.utils import formatdate
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, Callable
+
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
-from kafka import KafkaConsumer, TopicPartition
+
+from tests.helpers.kafka_io import eventually, free_port, read_topic  # noqa: F401  (re-exported for the ingest tests)
 
 FEEDS = Path(__file__).resolve().parents[1] / "fixtures" / "feeds"
 API_KEY = "test-key"
 AUTH = {"Authorization": f"Bearer {API_KEY}"}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def read_topic(bootstrap_servers: str, topic: str, timeout_s: float = 30.0) -> list[tuple[bytes, bytes]]:
-    """Everything on the topic right now, as (key, value), in partition order."""
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap_servers, enable_auto_commit=False,
-                             group_id=None, consumer_timeout_ms=1000)
-    try:
-        deadline = time.monotonic() + timeout_s
-        parts = None
-        while not parts:
-            parts = consumer.partitions_for_topic(topic)
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"topic {topic} has no partitions")
-            if not parts:
-                time.sleep(0.2)
-        tps = [TopicPartition(topic, p) for p in sorted(parts)]
-        consumer.assign(tps)
-        consumer.seek_to_beginning(*tps)
-        end = consumer.end_offsets(tps)
-        out: list[tuple[bytes, bytes]] = []
-        while any(consumer.position(tp) < end[tp] for tp in tps):
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"could not read {topic} to its end")
-            for records in consumer.poll(timeout_ms=500).values():
-                out.extend((r.key, r.value) for r in records)
-        return out
-    finally:
-        consumer.close()
 
 
 def topic_ids(bootstrap_servers: str, topic: str) -> list[str]:
@@ -67,20 +32,6 @@ def topic_ids(bootstrap_servers: str, topic: str) -> list[str]:
 
 async def atopic_ids(bootstrap_servers: str, topic: str) -> list[str]:
     return await asyncio.to_thread(topic_ids, bootstrap_servers, topic)
-
-
-async def wait_until(predicate: Callable[[], Any], timeout_s: float = 30.0, what: str = "condition",
-                     interval_s: float = 0.1) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = predicate()
-        if asyncio.iscoroutine(value):
-            value = await value
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(interval_s)
 
 
 @asynccontextmanager

@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 import pytest
 from tests.integration.ingest_support import (
     FEEDS, FeedServer, JetstreamServer, MastodonServer, atopic_ids, load_jetstream_events,
-    load_statuses, make_status, post_event, read_topic, wait_until,
+    load_statuses, make_status, post_event, read_topic, eventually,
 )
 
 from lyssna.common.config import BlueskySource, MastodonSource, RssSource
@@ -71,7 +71,7 @@ async def test_rss_conditional_polling_and_resume_from_validators(settings, infr
 
         async with service(settings, RssConnector(src, "hr-news")) as (runner, cursors, metrics):
             key = runner.connectors[0].cursor_key
-            await wait_until(lambda: any(r.status == 304 for r in srv.requests), what="a 304 poll")
+            await eventually(lambda: any(r.status == 304 for r in srv.requests), what="a 304 poll")
             stored = json.loads(await cursors.get(key))
             assert stored == {"etag": srv.etag, "modified": srv.last_modified}
             assert received(metrics, "rss") == 3
@@ -80,14 +80,14 @@ async def test_rss_conditional_polling_and_resume_from_validators(settings, infr
 
         before = len(srv.requests)
         async with service(settings, RssConnector(src, "hr-news")) as (runner, cursors, metrics):
-            await wait_until(lambda: len(srv.requests) > before, what="the first poll after restart")
+            await eventually(lambda: len(srv.requests) > before, what="the first poll after restart")
             first = srv.requests[before]
             assert first.headers["if-none-match"] == srv.etag and first.status == 304
             assert first.headers["if-modified-since"] == srv.last_modified
             assert received(metrics, "rss") == 0          # nothing re-read after the restart
 
             srv.set_body(body.replace(b"  </channel>", NEW_ITEM))
-            await wait_until(lambda: metrics.value("lyssna_ingest_posts_total", source="rss",
+            await eventually(lambda: metrics.value("lyssna_ingest_posts_total", source="rss",
                                                    outcome="accepted") == 1, what="the changed feed")
             assert metrics.value("lyssna_ingest_posts_total", source="rss", outcome="duplicate") == 3
             assert received(metrics, "rss") == 4
@@ -105,7 +105,7 @@ async def test_atom_feed_errors_back_off_then_recover(settings, infra, topics):
         srv.fail_next = 2
         src = RssSource(type="rss", url=f"{srv.base}/feed.atom", interval="100ms")
         async with service(settings, RssConnector(src, "union-blog")) as (runner, cursors, metrics):
-            await wait_until(lambda: metrics.value("lyssna_ingest_connector_last_success_timestamp_seconds",
+            await eventually(lambda: metrics.value("lyssna_ingest_connector_last_success_timestamp_seconds",
                                                    connector="union-blog") > 0, what="a success after the errors")
             assert metrics.value("lyssna_ingest_connector_errors_total", connector="union-blog") == 2
             assert received(metrics, "rss") == 2
@@ -126,7 +126,7 @@ async def test_mastodon_pages_forward_and_resumes_from_since_id(settings, infra,
 
         async with service(settings, MastodonConnector(src, "masto")) as (runner, cursors, metrics):
             key = runner.connectors[0].cursor_key
-            await wait_until(lambda: cursors.get(key), what="a stored since_id")
+            await eventually(lambda: cursors.get(key), what="a stored since_id")
             assert await cursors.get(key) == newest
         first_run = await atopic_ids(infra.bootstrap_servers, topics.posts_raw)
         # Five statuses: one is media only; the boost is ingested as the boosted status.
@@ -138,8 +138,8 @@ async def test_mastodon_pages_forward_and_resumes_from_since_id(settings, infra,
                          for i in range(45)]
         before = len(srv.requests)
         async with service(settings, MastodonConnector(src, "masto")) as (runner, cursors, metrics):
-            await wait_until(lambda: received(metrics, "mastodon") == 45, what="the 45 new statuses")
-            await wait_until(lambda: cursor_is(cursors, key, "113200000000000050"), what="cursor at the newest")
+            await eventually(lambda: received(metrics, "mastodon") == 45, what="the 45 new statuses")
+            await eventually(lambda: cursor_is(cursors, key, "113200000000000050"), what="cursor at the newest")
             assert received(metrics, "mastodon") == 45   # nothing of the first run was re-read
         timeline_calls = [r for r in srv.requests[before:] if r.path != "/api/v1/accounts/lookup"]
         assert timeline_calls[0].query["min_id"] == [newest]
@@ -159,7 +159,7 @@ async def test_jetstream_resumes_from_its_time_us_cursor(settings, infra, topics
         src = BlueskySource(type="bluesky", url=js.url)
         async with service(settings, BlueskyConnector(src, "bsky", max_wait_s=0.1)) as (runner, cursors, metrics):
             key = runner.connectors[0].cursor_key
-            await wait_until(lambda: cursor_is(cursors, key, last), what="cursor at the last event")
+            await eventually(lambda: cursor_is(cursors, key, last), what="cursor at the last event")
             assert received(metrics, "bluesky") == 3
         assert js.connections[0]["wantedCollections"] == ["app.bsky.feed.post"]
         assert "cursor" not in js.connections[0]
@@ -167,7 +167,7 @@ async def test_jetstream_resumes_from_its_time_us_cursor(settings, infra, topics
         js.append([post_event(1746435000002000, "3lnewpost0001", "Acme Robotics höjer lönerna för alla"),
                    post_event(1746435000003000, "3lnewpost0002", "Nordvik Energi anställer 50 montörer")])
         async with service(settings, BlueskyConnector(src, "bsky", max_wait_s=0.1)) as (runner, cursors, metrics):
-            await wait_until(lambda: cursor_is(cursors, key, "1746435000003000"), what="the new events")
+            await eventually(lambda: cursor_is(cursors, key, "1746435000003000"), what="the new events")
             assert received(metrics, "bluesky") == 2
         assert js.connections[1]["cursor"] == [last]
 
@@ -182,7 +182,7 @@ async def test_jetstream_dropped_connection_reconnects_with_cursor(settings, inf
         connector = BlueskyConnector(BlueskySource(type="bluesky", url=js.url), "bsky", max_wait_s=0.1)
         connector.retry_base_s = 0.05
         async with service(settings, connector) as (runner, cursors, metrics):
-            await wait_until(lambda: cursor_is(cursors, connector.cursor_key, str(events[-1]["time_us"])),
+            await eventually(lambda: cursor_is(cursors, connector.cursor_key, str(events[-1]["time_us"])),
                              what="all events across reconnects")
             assert metrics.value("lyssna_ingest_connector_errors_total", connector="bsky") >= 1
         cursors_used = [c.get("cursor", [None])[0] for c in js.connections]
