@@ -7,6 +7,7 @@ the commands that need them.
 from __future__ import annotations
 
 import importlib
+import subprocess
 import sys
 
 import click
@@ -40,7 +41,7 @@ def serve(service: str, config: str | None) -> None:
 
 
 @main.command()
-@click.option("--precision", type=click.Choice(["auto", "fp32", "bf16", "int8"]), default="fp32",
+@click.option("--precision", type=click.Choice(["auto", "fp32", "bf16"]), default="fp32",
               show_default=True, help="Encoder precision used to compute training features.")
 @click.option("--config", "-c", envvar="LYSSNA_CONFIG", type=click.Path(dir_okay=False))
 def train(precision: str, config: str | None) -> None:
@@ -102,6 +103,57 @@ def classify(input_path: str, config: str | None, output: str) -> None:
     click.echo(f"classified {stats['classified']} posts, {stats['errors']} lines with errors", err=True)
     if stats["errors"]:
         sys.exit(1)
+
+
+@main.group()
+def stack() -> None:
+    """The stack in the background (`make up` / `make down`), using $LYSSNA_CONFIG."""
+
+
+@stack.command("up")
+def stack_up() -> None:
+    """Start Kafka and Redis if needed, then the three services; return once all are ready."""
+    from lyssna.local import stack as st
+
+    config = st.config_path()
+    try:
+        env = st.default_env(config, lambda m: click.echo(m, err=True))
+        s = st.Stack(config=config, env=env)
+        click.echo(f"config {config}", err=True)
+        s.up(lambda m: click.echo(f"  {m}", err=True))
+    except (st.StackError, subprocess.CalledProcessError) as e:
+        click.echo(f"lyssna: {e}", err=True)
+        click.echo("lyssna: the services that did start keep running; `make down` stops them", err=True)
+        sys.exit(1)
+    click.echo(f"Lyssna is up:\n{s.where()}\nstop it with `make down` (or `lyssna stack down`).")
+
+
+@stack.command("down")
+@click.option("--timeout", default=30.0, show_default=True, help="Seconds to wait after SIGTERM before SIGKILL.")
+def stack_down(timeout: float) -> None:
+    """Stop the services `lyssna stack up` started (Kafka and Redis: scripts/infra.sh down)."""
+    from lyssna.local import stack as st
+
+    st.Stack(config=st.config_path()).down(lambda m: click.echo(m, err=True), timeout=timeout)
+
+
+@stack.command("status")
+def stack_status() -> None:
+    """Which services run, and whether they are ready."""
+    from lyssna.local import stack as st
+
+    for svc, state in st.Stack(config=st.config_path()).status().items():
+        click.echo(f"{svc}: {state}")
+
+
+@main.command()
+@click.option("--speedup", type=float, default=None,
+              help="Replay the demo feed this many times faster than it was written (default: the demo config's, 60).")
+def demo(speedup: float | None) -> None:
+    """Everything with a demo feed: watch mentions and alerts flow (Ctrl-C stops it all)."""
+    from lyssna.local.demo import run_demo
+
+    sys.exit(run_demo(speedup=speedup))
 
 
 if __name__ == "__main__":

@@ -1,9 +1,11 @@
 """The multilingual transformer encoder: texts in, L2-normalised sentence vectors out.
 
 E5 models expect the ``query: `` prefix and mean pooling over real tokens.
-Throughput comes from three things measured in bench/bench_classify.py:
+Throughput comes from four things measured in bench/bench_classify.py:
 batches sorted by length (little padding), bfloat16 matmuls on CPUs that have
-them (AMX/AVX-512 BF16), and no autograd bookkeeping.
+them (AMX/AVX-512 BF16), one single-threaded forward per core running side by
+side (post-length tensors are too small for intra-op threads to pay off), and
+no autograd bookkeeping.
 """
 
 from __future__ import annotations
@@ -11,12 +13,16 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+import math
+import os
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 import torch
 from transformers import AutoModel, AutoTokenizer
 
 PREFIX = "query: "
-PRECISIONS = ("fp32", "bf16", "int8")
+PRECISIONS = ("fp32", "bf16")
 # Mean-pooled hidden states of these layers, each L2-normalised, concatenated.
 # Middle layers keep more of the wording (tone, who speaks) that the last layer
 # abstracts away; on the training data's cross-validation folds this beat the
@@ -48,12 +54,17 @@ def bf16_supported() -> bool:
 class Encoder:
     def __init__(self, model: str, *, precision: str = "auto", max_length: int = 256,
                  threads: int | None = None, layers: tuple[int, ...] = DEFAULT_LAYERS):
+        """``threads``: forwards run side by side, one single-threaded worker per
+        core (default: all cores)."""
         if precision == "auto":
             precision = "bf16" if bf16_supported() else "fp32"
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, not {precision!r}")
-        if threads:
-            torch.set_num_threads(threads)
+        self.workers = threads or os.cpu_count() or 1
+        if self.workers > 1:
+            # The intra-op thread count is per thread (OpenMP), so each worker sets its own.
+            self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="encoder",
+                                            initializer=torch.set_num_threads, initargs=(1,))
         path = resolve_model_path(model)
         self.name = model
         self.precision = precision
@@ -64,17 +75,19 @@ class Encoder:
         # kernel: in bf16 it runs on AMX like the rest (see bench/bench_classify.py).
         net = AutoModel.from_pretrained(path, dtype=torch.float32,
                                         attn_implementation="eager" if precision == "bf16" else None).eval()
-        if precision == "int8":
-            net = torch.ao.quantization.quantize_dynamic(net, {torch.nn.Linear}, dtype=torch.qint8)
-        elif precision == "bf16":
+        if precision == "bf16":
             net = net.to(torch.bfloat16)
         self.model = net
         self.dim = int(getattr(net.config, "hidden_size", 384)) * len(self.layers)
 
+    def _tokenize(self, texts: Sequence[str]):
+        # The fast tokenizer is not safe to call from several threads at once, so
+        # every batch is tokenized here before the forwards fan out.
+        return self.tokenizer([PREFIX + t for t in texts], padding=True, truncation=True,
+                              max_length=self.max_length, return_tensors="pt")
+
     @torch.inference_mode()
-    def _forward(self, texts: Sequence[str]) -> np.ndarray:
-        enc = self.tokenizer([PREFIX + t for t in texts], padding=True, truncation=True,
-                             max_length=self.max_length, return_tensors="pt")
+    def _forward(self, enc) -> np.ndarray:
         hidden = self.model(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"],
                             output_hidden_states=True).hidden_states
         mask = enc["attention_mask"].unsqueeze(-1)
@@ -88,8 +101,15 @@ class Encoder:
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        # Small inputs are split so that every core gets a share.
+        size = max(1, min(batch_size, math.ceil(len(order) / self.workers)))
+        chunks = [order[s:s + size] for s in range(0, len(order), size)]
+        encoded = [self._tokenize([texts[i] for i in chunk]) for chunk in chunks]
+        if self.workers > 1 and len(chunks) > 1:
+            outputs = self._pool.map(self._forward, encoded)
+        else:
+            outputs = map(self._forward, encoded)
         result = np.empty((len(texts), self.dim), dtype=np.float32)
-        for start in range(0, len(order), batch_size):
-            idx = order[start:start + batch_size]
-            result[idx] = self._forward([texts[i] for i in idx])
+        for chunk, vectors in zip(chunks, outputs):
+            result[chunk] = vectors
         return result
