@@ -65,7 +65,7 @@ def classify_stream(classifier: Classifier, lines: Iterable[str], out: IO[str], 
                 stats["classified"] += 1
             out.write(json.dumps(record, ensure_ascii=False) + "\n")
         stats["lines"] += len(chunk)
-        if progress:
+        if progress is not None:
             progress.update(len(chunk))
     out.flush()
     return stats

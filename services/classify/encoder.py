@@ -20,6 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import torch
 from transformers import AutoModel, AutoTokenizer
+from transformers.utils import logging as hf_logging
 
 PREFIX = "query: "
 PRECISIONS = ("fp32", "bf16")
@@ -66,6 +67,7 @@ class Encoder:
             self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="encoder",
                                             initializer=torch.set_num_threads, initargs=(1,))
         path = resolve_model_path(model)
+        hf_logging.disable_progress_bar()  # a local load is instant; the bar only clutters logs
         self.name = model
         self.precision = precision
         self.max_length = max_length
