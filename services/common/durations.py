@@ -32,8 +32,9 @@ def parse_duration(value: str | int | float | timedelta) -> timedelta:
 
 
 def format_duration(td: timedelta) -> str:
-    seconds = int(td.total_seconds())
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds and seconds % size == 0:
-            return f"{seconds // size}{unit}"
-    return f"{seconds}s"
+    """The shortest exact form: parse_duration(format_duration(td)) == td (to the ms)."""
+    ms = round(td.total_seconds() * 1000)
+    for unit, size in (("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1000)):
+        if ms and ms % size == 0:
+            return f"{ms // size}{unit}"
+    return f"{ms}ms"

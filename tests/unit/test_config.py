@@ -142,5 +142,6 @@ def test_parse_duration_rejects(bad):
 
 
 def test_format_duration_roundtrip():
-    for text in ("30s", "5m", "6h", "7d"):
+    for text in ("30s", "5m", "6h", "7d", "200ms", "0ms"):
         assert format_duration(parse_duration(text)) == text
+    assert parse_duration(format_duration(parse_duration("1m30s"))) == parse_duration("90s")

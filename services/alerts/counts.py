@@ -1,0 +1,314 @@
+"""Windowed mention counts in a Faust table that survives restarts through its changelog.
+
+Two agents:
+
+- ``route`` reads ``posts.classified`` (keyed by post id) and re-keys each post
+  by organization into the internal ``<app_id>-mentions`` topic, one record per
+  organization it mentions. Every count of one organization then comes from
+  one partition, which is what a Faust table needs: its changelog partition is
+  the partition of the record that changed it, so a key must always be written
+  from the same partition to be recovered correctly.
+- ``count`` adds each mention to the table, keyed ``<org>|<bucket start>``.
+  A bucket (``alerts.bucket``, 1 minute by default) holds the cells of
+  :func:`rules.cell_keys` and the short hashes of the posts counted in it, so a
+  post read twice (a restart replays everything after the last committed
+  offset; ingest may also let a duplicate through) is counted once.
+
+Rules sum the buckets of their window in event time (``created_at`` of the
+post, never later than now, so a wrong clock at the source cannot push counts
+into a window that is not judged yet). Buckets older than ``alerts.retention``
+are deleted as their organization's next mention goes by.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import tempfile
+from collections.abc import MutableMapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from enum import StrEnum
+from pathlib import Path
+from typing import Awaitable, Callable
+
+from lyssna.common.config import Settings
+from lyssna.common.contracts import ClassifiedPost, DeadLetter, utcnow
+
+from .rules import CellKey, cell_keys
+from .windows import EPOCH
+
+log = logging.getLogger("lyssna.alerts.counts")
+
+SERVICE = "alerts"
+MAX_IDS_PER_BUCKET = 20_000  # beyond this a bucket still counts, it just stops remembering ids
+_CELL_SEP = "|"
+
+
+class AddResult(StrEnum):
+    counted = "counted"
+    duplicate = "duplicate"
+    too_old = "too_old"
+
+
+def _utc(dt: datetime) -> datetime:
+    return dt.replace(tzinfo=timezone.utc) if dt.tzinfo is None else dt.astimezone(timezone.utc)
+
+
+def post_hash(post_id: str) -> str:
+    return hashlib.blake2b(post_id.encode(), digest_size=8).hexdigest()
+
+
+def _cell_str(cell: CellKey) -> str:
+    # The org is already in the table key.
+    return _CELL_SEP.join(cell[1:])
+
+
+def _cell_key(org: str, s: str) -> CellKey:
+    topic, sentiment, lang = s.split(_CELL_SEP, 2)
+    return (org, topic, sentiment, lang)
+
+
+@dataclass
+class CountBuckets:
+    """Per-organization time buckets over any mutable mapping: the Faust table
+    in the service, a dict in unit tests.
+
+    Writes (:meth:`add`, :meth:`expire`) must come from the stream that owns
+    the organization; reads can come from anywhere.
+    """
+
+    table: MutableMapping
+    bucket: timedelta
+    retention: timedelta
+    # Says when the table's contents were replaced wholesale (a recovery after a
+    # rebalance): a new value rebuilds the index; None means "still loading",
+    # and nothing is cached until loading ends.
+    generation: Callable[[], object] = lambda: 0
+
+    def __post_init__(self):
+        self._bucket_s = int(self.bucket.total_seconds())
+        if self._bucket_s < 1 or self.bucket != timedelta(seconds=self._bucket_s):
+            raise ValueError("the count bucket must be a whole number of seconds")
+        self._oldest: dict[str, int] = {}
+        self._index_built = False
+        self._index_marker: object = None
+
+    # -------------------------------------------------------- keys
+
+    def bucket_start(self, ts: datetime) -> int:
+        seconds = int((_utc(ts) - EPOCH).total_seconds() // 1)
+        return seconds - seconds % self._bucket_s
+
+    @staticmethod
+    def key(org: str, start: int) -> str:
+        return f"{org}|{start}"
+
+    @staticmethod
+    def split_key(key: str) -> tuple[str, int]:
+        org, _, start = key.rpartition("|")
+        return org, int(start)
+
+    # -------------------------------------------------------- index of what exists
+
+    def _index(self) -> None:
+        """(Re)learn which organizations and buckets the table holds, when a
+        recovery filled it from the changelog."""
+        marker = self.generation()
+        if self._index_built and marker is not None and marker == self._index_marker:
+            return
+        oldest: dict[str, int] = {}
+        for key in list(self.table.keys()):
+            org, start = self.split_key(key)
+            if start < oldest.get(org, start + 1):
+                oldest[org] = start
+        self._oldest = oldest
+        self._index_built = marker is not None
+        self._index_marker = marker
+
+    def orgs(self) -> set[str]:
+        self._index()
+        return set(self._oldest)
+
+    def earliest(self) -> datetime | None:
+        self._index()
+        if not self._oldest:
+            return None
+        return EPOCH + timedelta(seconds=min(self._oldest.values()))
+
+    # -------------------------------------------------------- writes
+
+    def add(self, org: str, post: ClassifiedPost, now: datetime) -> AddResult:
+        self._index()
+        now = _utc(now)
+        ts = min(_utc(post.event_time), now)
+        if ts < now - self.retention:
+            return AddResult.too_old
+        start = self.bucket_start(ts)
+        key = self.key(org, start)
+        current = self.table.get(key) or {"c": {}, "ids": []}
+        h = post_hash(post.id)
+        if h in current["ids"]:
+            return AddResult.duplicate
+        cells = dict(current["c"])
+        for cell in cell_keys(post.model_copy(update={"orgs": [org]})):
+            s = _cell_str(cell)
+            cells[s] = cells.get(s, 0) + 1
+        ids = current["ids"] if len(current["ids"]) >= MAX_IDS_PER_BUCKET else [*current["ids"], h]
+        # A new dict every time: the table only writes its changelog on assignment.
+        self.table[key] = {"c": cells, "ids": ids}
+        if start < self._oldest.get(org, start + 1):
+            self._oldest[org] = start
+        return AddResult.counted
+
+    def expire(self, org: str, now: datetime) -> int:
+        """Delete this organization's buckets older than the retention."""
+        self._index()
+        oldest = self._oldest.get(org)
+        if oldest is None:
+            return 0
+        cutoff = self.bucket_start(_utc(now) - self.retention)
+        removed = 0
+        start = oldest
+        while start < cutoff:
+            key = self.key(org, start)
+            if key in self.table:
+                del self.table[key]
+                removed += 1
+            start += self._bucket_s
+        if start > oldest:
+            self._oldest[org] = start
+        return removed
+
+    # -------------------------------------------------------- reads
+
+    def cells(self, org: str, start: datetime, end: datetime) -> dict[CellKey, int]:
+        """Summed cells of ``org`` over the buckets in ``[start, end)``."""
+        self._index()
+        out: dict[CellKey, int] = {}
+        b = self.bucket_start(start)
+        if b < self._to_s(start):
+            b += self._bucket_s  # a bucket that began before the window is not in it
+        stop = self._to_s(end)
+        oldest = self._oldest.get(org)
+        if oldest is None:
+            return out
+        b = max(b, oldest)  # nothing is stored before an org's oldest bucket
+        while b < stop:
+            value = self.table.get(self.key(org, b))
+            if value:
+                for s, n in value["c"].items():
+                    cell = _cell_key(org, s)
+                    out[cell] = out.get(cell, 0) + n
+            b += self._bucket_s
+        return out
+
+    @staticmethod
+    def _to_s(dt: datetime) -> int:
+        return int((_utc(dt) - EPOCH).total_seconds())
+
+
+# ---------------------------------------------------------------- the Faust app
+
+class Counter:
+    """The Faust app: both agents and the counts table."""
+
+    def __init__(self, settings: Settings, *,
+                 on_counted: Callable[[str], None],
+                 save_sample: Callable[[str, ClassifiedPost], Awaitable[None]],
+                 on_deadletter: Callable[[], None]):
+        import faust  # heavy; only the service needs it
+
+        a = settings.alerts
+        self.settings = settings
+        self._on_counted = on_counted
+        self._save_sample = save_sample
+        self._on_deadletter = on_deadletter
+        self.datadir = Path(tempfile.gettempdir()) / "lyssna-alerts" / a.app_id
+        brokers = [f"kafka://{b.strip()}" for b in settings.kafka.bootstrap_servers.split(",") if b.strip()]
+        partitions = settings.kafka.partitions
+        self.app = faust.App(
+            a.app_id, broker=brokers, store="memory://", web_enabled=False, autodiscover=False,
+            datadir=str(self.datadir), topic_partitions=partitions, topic_replication_factor=1,
+            key_serializer="raw", value_serializer="raw", producer_acks=-1,
+            consumer_auto_offset_reset="earliest", table_standby_replicas=0,
+            # After a crash the dead member holds its partitions until its session
+            # times out; Faust's default (60 s) would stall counting that long.
+            broker_session_timeout=15.0,
+        )
+        self.table = self.app.Table("counts", default=None, partitions=partitions,
+                                    schema=faust.Schema(key_type=str, value_type=None,
+                                                        key_serializer="raw", value_serializer="json"))
+        self.counts = CountBuckets(self.table, a.bucket, a.retention,
+                                   generation=lambda: self.app.consumer_generation_id if self.ready() else None)
+        self.source_topic = settings.kafka.topics.posts_classified
+        self.mentions_topic = f"{a.app_id}-mentions"
+        source = self.app.topic(self.source_topic, key_type=bytes, value_type=bytes)
+        self.mentions = self.app.topic(self.mentions_topic, partitions=partitions, internal=True,
+                                       key_type=bytes, value_type=bytes)
+        self.deadletter = self.app.topic(settings.kafka.topics.deadletter, key_type=bytes, value_type=bytes)
+        self.app.agent(source, name=f"{a.app_id}.route")(self._route)
+        self.app.agent(self.mentions, name=f"{a.app_id}.count")(self._count)
+
+    async def run(self) -> None:
+        """Start the app and keep it running; joining the group can take as long as
+        a crashed predecessor's session, so this runs beside delivery and the API."""
+        self.datadir.mkdir(parents=True, exist_ok=True)
+        await self.app.start()
+        while not self.app.crashed:
+            await asyncio.sleep(1)
+        raise RuntimeError(f"the counting app crashed: {self.app.crash_reason!r}")
+
+    async def stop(self) -> None:
+        await self.app.stop()
+
+    def ready(self) -> bool:
+        """Counts are complete enough to judge: recovery from the changelog is done."""
+        app = self.app
+        try:
+            recovery = app.tables.recovery
+        except Exception:  # not started
+            return False
+        return (app.started and recovery.completed.is_set() and not app.rebalancing
+                and not recovery.in_recovery)
+
+    async def _dead(self, event, reason: str) -> None:
+        msg = event.message
+        dl = DeadLetter.for_record(service=SERVICE, topic=msg.topic, reason=reason, value=event.value,
+                                   key=event.key, partition=msg.partition, offset=msg.offset)
+        await self.deadletter.send(key=event.key, value=dl.to_bytes())
+        self._on_deadletter()
+        log.warning("dead-lettered record", extra={"topic": msg.topic, "partition": msg.partition,
+                                                   "offset": msg.offset, "reason": reason[:300]})
+
+    async def _route(self, stream):
+        async for event in stream.events():
+            try:
+                post = ClassifiedPost.from_bytes(event.value)
+            except ValueError as e:
+                await self._dead(event, f"not a valid {ClassifiedPost.__name__}: {e}")
+                continue
+            for org in dict.fromkeys(post.orgs):
+                slim = post.model_copy(update={"orgs": [org], "text": post.text[:2000]})
+                # Sent inside the agent, Faust publishes it before committing the
+                # source offset, so a crash re-routes rather than loses it.
+                await self.mentions.send(key=org.encode(), value=slim.to_bytes())
+
+    async def _count(self, stream):
+        async for event in stream.events():
+            try:
+                post = ClassifiedPost.from_bytes(event.value)
+                org = post.orgs[0] if post.orgs else event.key.decode()
+            except (ValueError, AttributeError) as e:
+                await self._dead(event, f"not a valid mention record: {e}")
+                continue
+            now = utcnow()
+            result = self.counts.add(org, post, now)
+            if result is AddResult.counted:
+                try:
+                    await asyncio.wait_for(self._save_sample(org, post), timeout=5)
+                except Exception as e:  # samples are a courtesy; counting goes on without them
+                    log.warning("could not store a sample post", extra={"org": org, "error": str(e)})
+            self.counts.expire(org, now)
+            self._on_counted(org)

@@ -1,0 +1,160 @@
+"""Rule evaluation wired to the counts, the alert state in Redis and the outbox.
+
+Each (rule, org) is judged by :func:`rules.evaluate` when a mention of the
+organization was counted and, for every rule and organization, every
+``alerts.evaluate_interval`` (so an alert resolves when posts stop coming).
+
+A decision that emits goes through the outbox in three steps:
+
+1. the new state and the event are written to Redis together (``pending``);
+2. the event is published to ``alerts.events`` and acknowledged by Kafka;
+3. ``pending`` is cleared.
+
+A crash between 1 and 3 leaves ``pending`` set, and the next evaluation pass
+publishes that same event (same ``event_id``) again before deciding anything
+new: nothing is lost, and the duplicate is absorbed downstream by its id.
+Nothing is delivered before step 2, since delivery reads the topic.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import datetime
+from typing import Callable
+
+from lyssna.common.config import RuleConfig, Settings, SpikeCondition
+from lyssna.common.contracts import AlertEvent, ClassifiedPost, SamplePost, utcnow
+
+from . import rules as R
+from .counts import CountBuckets
+from .metrics import AlertsMetrics
+from .outbox import Outbox
+from .ruleset import merge
+from .store import AlertsStore, StoredAlert
+from .windows import Window, trailing_windows, window_for
+
+log = logging.getLogger("lyssna.alerts.engine")
+
+
+def pick_samples(rule: RuleConfig, window: Window, posts: list[ClassifiedPost], n: int) -> list[SamplePost]:
+    """Up to ``n`` of the newest posts the rule measures in the window, links first."""
+    fitting = [p for p in posts if window.contains(p.event_time) and R.matches(rule, p)]
+    fitting.sort(key=lambda p: (p.url is not None, p.event_time), reverse=True)
+    return [SamplePost(id=p.id, url=p.url, text=p.text) for p in fitting[:n]]
+
+
+class Engine:
+    def __init__(self, settings: Settings, store: AlertsStore, counts: CountBuckets, outbox: Outbox,
+                 metrics: AlertsMetrics, *, ready: Callable[[], bool], clock: Callable[[], datetime] = utcnow):
+        self.settings = settings
+        self.store = store
+        self.counts = counts
+        self.outbox = outbox
+        self.metrics = metrics
+        self.ready = ready
+        self.clock = clock
+        self._dirty: set[str] = set()
+        self._wake = asyncio.Event()
+        self._warned: set[str] = set()
+        self.last_pass: datetime | None = None
+
+    def mark_dirty(self, org: str) -> None:
+        self._dirty.add(org)
+        self._wake.set()
+
+    async def run(self) -> None:
+        interval = self.settings.alerts.evaluate_interval.total_seconds()
+        loop = asyncio.get_running_loop()
+        next_full = loop.time()
+        while True:
+            timeout = max(0.0, next_full - loop.time())
+            try:
+                await asyncio.wait_for(self._wake.wait(), timeout=timeout)
+            except TimeoutError:
+                pass
+            self._wake.clear()
+            full = loop.time() >= next_full
+            if not self.ready():
+                await asyncio.sleep(0.2)
+                continue
+            orgs = None if full else set(self._dirty)
+            self._dirty.clear()
+            try:
+                await self.evaluate(orgs)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                # Redis or Kafka away: the next pass tries again; dirty orgs are
+                # covered by the next full pass.
+                log.exception("evaluation pass failed")
+                await asyncio.sleep(min(interval, 1.0))
+            if full:
+                next_full = loop.time() + interval
+
+    async def evaluate(self, only_orgs: set[str] | None = None) -> list[AlertEvent]:
+        """One pass: republish pending outbox events, then judge every rule for
+        ``only_orgs`` (all organizations when None). Returns the events emitted."""
+        stored = await self.store.alerts()
+        for alert in stored.values():
+            if alert.pending:
+                await self._publish_pending(alert)
+        rule_list, problems = merge(self.settings, await self.store.api_rules())
+        for p in problems:
+            if p not in self._warned:
+                self._warned.add(p)
+                log.warning(p)
+        now = self.clock()
+        since = await self.store.counting_since(now)
+        earliest = self.counts.earliest()
+        if earliest is not None and earliest < since:
+            since = earliest
+        counted = self.counts.orgs()
+        emitted = []
+        for rule in rule_list:
+            firing = [org for (name, org), a in stored.items() if name == rule.name and a.alert_state.firing]
+            for org in R.evaluation_orgs(rule, counted, firing):
+                if only_orgs is not None and org not in only_orgs:
+                    continue
+                prev = stored.get((rule.name, org))
+                event = await self._judge(rule, org, prev.alert_state if prev else None, now, since)
+                if event is not None:
+                    emitted.append(event)
+        self.last_pass = now
+        return emitted
+
+    async def _judge(self, rule: RuleConfig, org: str, state: R.AlertState | None, now: datetime,
+                     since: datetime) -> AlertEvent | None:
+        window = window_for(now, rule.window)
+        current = R.counts_for(rule, org, self.counts.cells(org, window.start, window.end))
+        baseline = []
+        if isinstance(rule.condition, SpikeCondition):
+            for w in trailing_windows(window.start, rule.window, rule.condition.baseline_windows):
+                if w.start >= since:
+                    baseline.append(R.counts_for(rule, org, self.counts.cells(org, w.start, w.end)))
+        decision = R.evaluate(rule, org, window=window, current=current, baseline=baseline,
+                              state=state, now=now)
+        if not decision.emits:
+            return None
+        samples: list[SamplePost] = []
+        if decision.action is R.Action.fire and self.settings.alerts.samples_per_alert:
+            samples = pick_samples(rule, window, await self.store.recent_samples(org),
+                                   self.settings.alerts.samples_per_alert)
+        event = R.make_event(rule, org, decision, window=window, current=current, samples=samples)
+        await self.store.save_decision(rule.name, org, decision.state, event)
+        await self.outbox.publish(event)
+        await self.store.clear_pending(rule.name, org, event.event_id)
+        self.metrics.events.labels(rule.name, event.state.value).inc()
+        log.info("alert %s", event.state.value, extra={
+            "rule": rule.name, "org": org, "alert_id": event.alert_id, "event_id": event.event_id,
+            "count": event.count, "reason": decision.reason})
+        return event
+
+    async def _publish_pending(self, alert: StoredAlert) -> None:
+        event = alert.pending_event
+        await self.outbox.publish(event)
+        await self.store.clear_pending(alert.rule, alert.org, event.event_id)
+        self.metrics.events.labels(alert.rule, event.state.value).inc()
+        log.info("republished pending outbox event", extra={"rule": alert.rule, "org": alert.org,
+                                                           "event_id": event.event_id})
+

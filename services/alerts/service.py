@@ -1,0 +1,219 @@
+"""The alerts process: Faust counting, rule evaluation, webhook delivery and the API
+in one asyncio loop.
+
+Start-up checks the configuration before touching anything: every webhook
+URL must be safe (:mod:`.urlsafety`), every ``secret_env`` must hold valid
+``whsec_`` secrets, every config rule must fit the counts. SIGTERM or SIGINT
+stop it cleanly (Faust commits, in-flight deliveries are cancelled and stay
+queued); after SIGKILL, Kafka offsets, the changelog and the Redis state let
+the next start continue where this one was.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import sys
+from typing import Callable, Mapping
+
+from redis.asyncio import Redis
+
+from lyssna.common.config import ConfigError, Settings
+from lyssna.common.kafka_admin import ensure_topics
+from lyssna.common.logs import setup_logging
+from lyssna.common.runtime import EmbeddedServer, first_crash, run_until_signal, watch_lag
+
+from .api import ApiContext, create_app
+from .counts import Counter
+from .delivery import DeliveryWorker, OutboxReader, mask_url
+from .engine import Engine
+from .metrics import SERVICE, AlertsMetrics
+from .outbox import Outbox
+from .retry import RetrySchedule
+from .ruleset import RuleError, check_rule
+from .signing import SecretError, parse_secrets
+from .store import AlertsStore
+from .urlsafety import UnsafeWebhookURL, WebhookURLResolutionError, check_webhook_url
+
+log = logging.getLogger("lyssna.alerts")
+
+LAG_INTERVAL_S = 15
+STOP_TIMEOUT_S = 30
+
+
+def check_settings(settings: Settings, *, env: Mapping[str, str] = os.environ,
+                   resolver: Callable = socket.getaddrinfo) -> dict[str, list[str]]:
+    """Refuse what cannot run; return each webhook's signing secrets.
+
+    Raises :class:`ConfigError` listing every problem with its fix. A webhook
+    host that does not resolve right now is only logged: DNS may come back,
+    and delivery checks again (and retries) before every attempt.
+    """
+    problems: list[str] = []
+    secrets: dict[str, list[str]] = {}
+    for i, w in enumerate(settings.webhooks):
+        where = f"webhooks[{i}] ({w.name})"
+        try:
+            check_webhook_url(w.url, w.allow_private_network, resolver=resolver)
+        except UnsafeWebhookURL as e:
+            problems.append(f"{where}.url: {str(e).replace(w.url, mask_url(w.url))}")
+        except WebhookURLResolutionError as e:
+            log.warning("webhook host does not resolve now; deliveries will retry",
+                        extra={"webhook": w.name, "error": str(e)})
+        if w.secret_env:
+            try:
+                secrets[w.name] = parse_secrets(env.get(w.secret_env), env_name=w.secret_env)
+            except SecretError as e:
+                problems.append(f"{where}.secret_env: {e}")
+    for i, rule in enumerate(settings.rules):
+        try:
+            check_rule(rule, settings)
+        except RuleError as e:
+            problems.append(f"rules[{i}]: {e}")
+    try:
+        RetrySchedule(settings.alerts.retry_schedule)
+    except ValueError as e:
+        problems.append(f"alerts.retry_schedule: {e}")
+    if problems:
+        raise ConfigError("alerts cannot start:\n  " + "\n  ".join(problems))
+    return secrets
+
+
+class AlertsService:
+    def __init__(self, settings: Settings, *, env: Mapping[str, str] | None = None,
+                 resolver: Callable = socket.getaddrinfo, serve_api: bool = True):
+        self.settings = settings
+        self.env = os.environ if env is None else env
+        self.resolver = resolver
+        self.serve_api = serve_api
+        self.metrics = AlertsMetrics()
+        self._tasks: dict[str, asyncio.Task] = {}
+        self._started: list = []
+        self.api_server: EmbeddedServer | None = None
+        self.redis: Redis | None = None
+        self.worker: DeliveryWorker | None = None
+
+    async def start(self) -> None:
+        secrets = check_settings(self.settings, env=self.env, resolver=self.resolver)
+        try:
+            await self._start(secrets)
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def _start(self, secrets: dict[str, list[str]]) -> None:
+        s = self.settings
+        topics = s.kafka.topics
+        await asyncio.to_thread(ensure_topics, s.kafka.bootstrap_servers,
+                                [topics.posts_classified, topics.alerts_events, topics.deadletter],
+                                s.kafka.partitions)
+        self.redis = Redis.from_url(s.redis.url, socket_timeout=10, socket_connect_timeout=5,
+                                    health_check_interval=30)
+        self.store = AlertsStore(self.redis, s.redis.key_prefix, history_retention=s.alerts.history_retention)
+        schedule = RetrySchedule(s.alerts.retry_schedule)
+
+        self.outbox = Outbox(s)
+        await self.outbox.start()
+        self._started.append(self.outbox)
+
+        self.worker = DeliveryWorker(s, self.store, self.outbox, self.metrics, schedule, secrets,
+                                     resolver=self.resolver)
+        self.reader = OutboxReader(s, self.store, self.outbox, self.metrics, schedule,
+                                   on_queued=self.worker.wake)
+        self.counter = Counter(s, on_counted=lambda org: self.engine.mark_dirty(org),
+                               save_sample=self.store.add_sample,
+                               on_deadletter=lambda: self.metrics.deadletters.labels(SERVICE).inc())
+        self.engine = Engine(s, self.store, self.counter.counts, self.outbox, self.metrics,
+                             ready=self.counter.ready)
+        self.metrics.declare([r.name for r in s.rules], [w.name for w in s.webhooks])
+
+        await self.reader.start()
+        self._started.append(self.reader)
+        self._started.append(self.counter)
+
+        self.api = create_app(ApiContext(s, self.store, self.metrics, self.readiness))
+        self._tasks["counts"] = asyncio.create_task(self.counter.run(), name="alerts-counts")
+        self._tasks["engine"] = asyncio.create_task(self.engine.run(), name="alerts-engine")
+        self._tasks["outbox-reader"] = asyncio.create_task(self.reader.run(), name="alerts-outbox-reader")
+        self._tasks["delivery"] = asyncio.create_task(self.worker.run(), name="alerts-delivery")
+        groups = {s.kafka.topics.posts_classified: s.alerts.app_id,
+                  s.kafka.topics.alerts_events: f"{s.alerts.app_id}-delivery"}
+        self._tasks["lag"] = asyncio.create_task(watch_lag(
+            s.kafka.bootstrap_servers, groups,
+            lambda topic, lag: self.metrics.consumer_lag.labels(SERVICE, topic).set(lag),
+            client_id=f"{s.alerts.app_id}-lag", interval_s=LAG_INTERVAL_S), name="alerts-lag")
+        if self.serve_api:
+            # Bound here rather than by uvicorn, which answers a port in use with sys.exit.
+            sock = socket.socket(socket.AF_INET6 if ":" in s.alerts.host else socket.AF_INET)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                sock.bind((s.alerts.host, s.alerts.port))
+            except OSError as e:
+                sock.close()
+                raise ConfigError(f"alerts API cannot listen on {s.alerts.host}:{s.alerts.port}: {e.strerror}. "
+                                  f"Fix: stop what uses the port or set LYSSNA_ALERTS_PORT") from None
+            self.api_server = EmbeddedServer.for_app(self.api, s.alerts.host, s.alerts.port)
+            api_task = self._tasks["api"] = asyncio.create_task(self.api_server.serve(sockets=[sock]),
+                                                                name="alerts-api")
+            while not self.api_server.started and not api_task.done():
+                await asyncio.sleep(0.05)
+        log.info("alerts started", extra={"app_id": s.alerts.app_id, "port": s.alerts.port,
+                                          "rules": len(s.rules), "webhooks": len(s.webhooks)})
+
+    async def readiness(self) -> dict[str, str]:
+        checks = {}
+        try:
+            await asyncio.wait_for(self.store.ping(), timeout=3)
+            checks["redis"] = "ok"
+        except Exception as e:
+            checks["redis"] = f"unreachable: {type(e).__name__}"
+        try:
+            await asyncio.wait_for(self.outbox.kafka_reachable(), timeout=5)
+            checks["kafka"] = "ok"
+        except Exception as e:
+            checks["kafka"] = f"unreachable: {type(e).__name__}"
+        checks["counts"] = "ok" if self.counter.ready() else "recovering window counts from the changelog"
+        for name, task in self._tasks.items():
+            if task.done():
+                checks[name] = "stopped"
+        return checks
+
+    async def wait(self) -> None:
+        """Return when a component stopped on its own (a crash): the process should exit."""
+        await first_crash(self._tasks, log)
+
+    async def stop(self) -> None:
+        if self.api_server is not None and "api" in self._tasks:
+            self.api_server.should_exit = True
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._tasks["api"], timeout=5)
+        for name, task in self._tasks.items():
+            task.cancel()
+        await asyncio.gather(*self._tasks.values(), return_exceptions=True)
+        self._tasks.clear()
+        if self.worker is not None:
+            await self.worker.stop()
+        for component in reversed(self._started):
+            try:
+                # Bounded: a broker that stopped answering must not keep the process alive.
+                await asyncio.wait_for(component.stop(), timeout=STOP_TIMEOUT_S)
+            except Exception:
+                log.exception("error while stopping", extra={"component": type(component).__name__})
+        self._started.clear()
+        if self.redis is not None:
+            await self.redis.aclose()
+            self.redis = None
+        log.info("alerts stopped")
+
+
+def run(settings: Settings) -> None:
+    setup_logging(SERVICE)
+    service = AlertsService(settings)
+    try:
+        asyncio.run(run_until_signal(service.start, service.wait, service.stop))
+    except ConfigError as e:
+        print(f"lyssna: {e}", file=sys.stderr)
+        sys.exit(2)

@@ -1,0 +1,149 @@
+"""Test support for the alerts service: settings, posts, topic reads, waiting.
+
+Used by tests/integration/test_alerts_*.py and the end-to-end tests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+import uuid
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any, Iterable
+
+import yaml
+
+from kafka import KafkaProducer
+
+from lyssna.common.config import Settings
+from lyssna.common.contracts import AlertEvent, ClassifiedPost, DeadLetter, ModelInfo
+from tests.helpers.kafka_io import eventually, free_port, read_all  # noqa: F401  (re-exported)
+
+MODEL = ModelInfo(encoder="test-encoder", heads="test-heads")
+
+
+def alerts_settings(base: Settings, *, rules: list[dict] = (), webhooks: list[dict] = (),
+                    organizations: Iterable[str] = ("Acme", "Globex", "Initech"),
+                    port: int | None = None, **alerts: Any) -> Settings:
+    """``base`` (the test's settings fixture) with a watchlist, rules, webhooks and
+    fast alerts timings: 1 s count buckets, evaluation every 0.5 s, a short retry schedule."""
+    # Python-mode dump: durations stay timedeltas (their text form drops sub-second parts).
+    data = base.model_dump()
+    data["alerts"].update({**FAST_ALERTS, "app_id": f"alerts-test-{uuid.uuid4().hex[:10]}",
+                           "port": port or free_port(), **alerts})
+    data["organizations"] = [{"name": o, "aliases": []} for o in organizations]
+    data["rules"] = list(rules)
+    data["webhooks"] = list(webhooks)
+    return Settings.model_validate(data).model_copy(update={"api_keys": list(base.api_keys)})
+
+
+FAST_ALERTS = {
+    "bucket": "1s",
+    "evaluate_interval": "500ms",
+    "retry_schedule": ["0s", "1s", "1s", "2s", "2s"],
+    "delivery_lease": "6s",
+    "delivery_timeout": "3s",
+}
+
+
+def alerts_config_file(path: Path, *, rules: list[dict] = (), webhooks: list[dict] = (),
+                       organizations: Iterable[str] = ("Acme", "Globex", "Initech"), **alerts: Any) -> Path:
+    """A config file for ``lyssna serve alerts`` (infrastructure comes from the environment)."""
+    doc = {
+        "alerts": {**FAST_ALERTS, **alerts},
+        "organizations": [{"name": o, "aliases": []} for o in organizations],
+        "rules": list(rules),
+        "webhooks": list(webhooks),
+    }
+    path.write_text(yaml.safe_dump(doc, sort_keys=False, allow_unicode=True), encoding="utf-8")
+    return path
+
+
+def service_env(settings: Settings, *, port: int, app_id: str, **extra: str) -> dict[str, str]:
+    """Environment for ``lyssna serve alerts`` wired to the test's Kafka topics and Redis prefix."""
+    t = settings.kafka.topics
+    return {
+        "KAFKA_BOOTSTRAP_SERVERS": settings.kafka.bootstrap_servers, "REDIS_URL": settings.redis.url,
+        "LYSSNA_REDIS_PREFIX": settings.redis.key_prefix, "LYSSNA_API_KEY": ",".join(settings.api_keys),
+        "LYSSNA_TOPIC_POSTS_RAW": t.posts_raw, "LYSSNA_TOPIC_POSTS_CLASSIFIED": t.posts_classified,
+        "LYSSNA_TOPIC_ALERTS_EVENTS": t.alerts_events, "LYSSNA_TOPIC_DEADLETTER": t.deadletter,
+        "LYSSNA_ALERTS_PORT": str(port), "LYSSNA_ALERTS_APP_ID": app_id, **extra,
+    }
+
+
+def count_rule(name: str, *, threshold: int = 3, window: str = "20s", notify: list[str] = ("hook",),
+               **extra: Any) -> dict:
+    return {"name": name, "org": "*", "window": window, "cooldown": "1h",
+            "condition": {"type": "count", "threshold": threshold}, "notify": list(notify), **extra}
+
+
+def webhook(name: str, url: str, *, secret_env: str | None = None, format: str = "json",
+            private: bool = True, timeout: str = "3s") -> dict:
+    hook = {"name": name, "url": url, "format": format, "allow_private_network": private, "timeout": timeout}
+    if secret_env:
+        hook["secret_env"] = secret_env
+    return hook
+
+
+def classified(org: str | list[str], *, sentiment: str = "negative", topics: Iterable[str] = ("employee_satisfaction",),
+               lang: str = "sv", created_at: datetime | None = None, text: str | None = None,
+               post_id: str | None = None) -> ClassifiedPost:
+    orgs = [org] if isinstance(org, str) else list(org)
+    pid = post_id or f"test:{uuid.uuid4().hex}"
+    return ClassifiedPost(id=pid, source="test", url=f"https://example.org/posts/{pid}",
+                          text=text or f"Det är tungt att jobba på {orgs[0] if orgs else 'stället'} just nu",
+                          created_at=created_at or datetime.now(timezone.utc), lang=lang, orgs=orgs,
+                          topics=list(topics), sentiment=sentiment, model=MODEL)
+
+
+def produce(bootstrap: str, topic: str, records: Iterable[ClassifiedPost | bytes]) -> None:
+    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    try:
+        for r in records:
+            if isinstance(r, bytes):
+                producer.send(topic, key=b"raw", value=r)
+            else:
+                producer.send(topic, key=r.id.encode(), value=r.to_bytes())
+        producer.flush(timeout=30)
+    finally:
+        producer.close()
+
+
+def read_events(bootstrap: str, topic: str) -> list[AlertEvent]:
+    return [AlertEvent.from_bytes(v) for v in read_all(bootstrap, topic)]
+
+
+def read_deadletters(bootstrap: str, topic: str) -> list[DeadLetter]:
+    return [DeadLetter.from_bytes(v) for v in read_all(bootstrap, topic)]
+
+
+def _wait_needed(window: timedelta, need: timedelta) -> float:
+    size = window.total_seconds()
+    left = size - datetime.now(timezone.utc).timestamp() % size
+    return left + 0.05 if left < need.total_seconds() else 0.0
+
+
+async def early_in_window(window: timedelta, *, need: timedelta) -> None:
+    """Wait, if needed, for the next window to begin so that at least ``need`` of it
+    is left: posts made now are then judged while their window is current."""
+    await asyncio.sleep(_wait_needed(window, need))
+
+
+def early_in_window_sync(window: timedelta, *, need: timedelta) -> None:
+    time.sleep(_wait_needed(window, need))
+
+
+@contextlib.asynccontextmanager
+async def running_alerts(settings: Settings, **kwargs):
+    """The alerts service in this event loop, ready (counts recovered) when entered."""
+    from lyssna.alerts.service import AlertsService
+
+    service = AlertsService(settings, **kwargs)
+    await service.start()
+    try:
+        await eventually(service.counter.ready, timeout=60, what="the counts table to be ready")
+        yield service
+    finally:
+        await service.stop()

@@ -1,0 +1,110 @@
+"""Count buckets over a plain dict (the Faust table in the service)."""
+
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from lyssna.alerts.counts import AddResult, CountBuckets
+from lyssna.alerts.rules import counts_for
+from lyssna.common.config import RuleConfig
+from lyssna.common.contracts import ClassifiedPost, ModelInfo
+
+T0 = datetime(2026, 3, 2, 10, 0, 0, tzinfo=timezone.utc)
+MODEL = ModelInfo(encoder="e", heads="h")
+
+
+def post(pid: str, at: datetime, *, orgs=("Acme",), topics=("employee_satisfaction",), sentiment="negative",
+         lang="sv") -> ClassifiedPost:
+    return ClassifiedPost(id=pid, source="t", text="x", created_at=at, lang=lang, orgs=list(orgs),
+                          topics=list(topics), sentiment=sentiment, model=MODEL)
+
+
+def buckets(**kw) -> CountBuckets:
+    return CountBuckets({}, kw.pop("bucket", timedelta(minutes=1)), kw.pop("retention", timedelta(hours=2)), **kw)
+
+
+def test_posts_land_in_their_event_time_bucket_and_windows_sum_them():
+    b = buckets()
+    now = T0 + timedelta(minutes=90)
+    for i, minute in enumerate([0, 0, 1, 59, 60]):
+        assert b.add("Acme", post(f"p{i}", T0 + timedelta(minutes=minute, seconds=30)), now) is AddResult.counted
+    cells = b.cells("Acme", T0, T0 + timedelta(hours=1))
+    assert cells[("Acme", "*", "negative", "*")] == 4  # minute 60 is the next window
+    assert cells[("Acme", "employee_satisfaction", "negative", "sv")] == 4
+    assert b.cells("Acme", T0 + timedelta(hours=1), T0 + timedelta(hours=2))[("Acme", "*", "negative", "*")] == 1
+    assert b.cells("Globex", T0, T0 + timedelta(hours=1)) == {}
+    assert b.orgs() == {"Acme"}
+    assert b.earliest() == T0
+
+
+def test_a_window_edge_is_half_open():
+    b = buckets()
+    b.add("Acme", post("a", T0 - timedelta(microseconds=1)), T0 + timedelta(hours=1))
+    b.add("Acme", post("b", T0), T0 + timedelta(hours=1))
+    # One post makes four cells: (its topic, any topic) x (its language, any language).
+    assert b.cells("Acme", T0, T0 + timedelta(minutes=5)) == {
+        ("Acme", t, "negative", lang): 1 for t in ("employee_satisfaction", "*") for lang in ("sv", "*")}
+    before = b.cells("Acme", T0 - timedelta(minutes=5), T0)
+    assert before[("Acme", "*", "negative", "*")] == 1
+
+
+def test_the_same_post_is_counted_once():
+    b = buckets()
+    p = post("same", T0)
+    assert b.add("Acme", p, T0) is AddResult.counted
+    assert b.add("Acme", p, T0 + timedelta(seconds=5)) is AddResult.duplicate
+    assert b.cells("Acme", T0, T0 + timedelta(minutes=1))[("Acme", "*", "negative", "*")] == 1
+
+
+def test_a_post_from_the_future_counts_now_and_one_older_than_retention_is_dropped():
+    b = buckets()
+    now = T0 + timedelta(hours=3)
+    assert b.add("Acme", post("future", now + timedelta(hours=5)), now) is AddResult.counted
+    assert b.cells("Acme", now, now + timedelta(minutes=1))[("Acme", "*", "negative", "*")] == 1
+    assert b.add("Acme", post("old", now - timedelta(hours=2, seconds=1)), now) is AddResult.too_old
+
+
+def test_expire_deletes_buckets_older_than_the_retention():
+    table: dict = {}
+    b = CountBuckets(table, timedelta(minutes=1), timedelta(hours=1))
+    for m in range(0, 120, 10):
+        b.add("Acme", post(f"p{m}", T0 + timedelta(minutes=m)), T0 + timedelta(minutes=m))
+    removed = b.expire("Acme", T0 + timedelta(minutes=125))
+    assert removed == 7  # minutes 0..60 are older than 125 - 60 = 65
+    assert sorted(CountBuckets.split_key(k)[1] for k in table) == [
+        int((T0 + timedelta(minutes=m)).timestamp()) for m in (70, 80, 90, 100, 110)]
+    assert b.earliest() >= T0 + timedelta(minutes=65)
+
+
+def test_index_is_rebuilt_from_the_table_when_the_generation_changes():
+    table: dict = {}
+    gen = {"v": 1}
+    b = CountBuckets(table, timedelta(minutes=1), timedelta(hours=2), generation=lambda: gen["v"])
+    b.add("Acme", post("a", T0), T0)
+    # A recovery replaced the table's contents behind the index's back.
+    table[CountBuckets.key("Globex", int(T0.timestamp()))] = {"c": {"*|neutral|*": 1}, "ids": ["x"]}
+    assert b.orgs() == {"Acme"}
+    gen["v"] = 2
+    assert b.orgs() == {"Acme", "Globex"}
+    gen["v"] = None  # loading: nothing cached
+    del table[CountBuckets.key("Acme", int(T0.timestamp()))]
+    assert b.orgs() == {"Globex"}
+
+
+def test_rules_read_their_view_from_the_cells():
+    b = buckets()
+    b.add("Acme", post("1", T0, sentiment="negative", lang="en-GB"), T0)
+    b.add("Acme", post("2", T0, sentiment="positive", topics=()), T0)
+    b.add("Acme", post("3", T0, sentiment="negative", topics=("recruitment",), lang="sv"), T0)
+    cells = b.cells("Acme", T0, T0 + timedelta(minutes=1))
+    rule = RuleConfig(name="r", topic="employee_satisfaction", sentiment="negative", lang="en",
+                      condition={"type": "count", "threshold": 1})
+    assert counts_for(rule, "Acme", cells).matching == 1
+    ratio = RuleConfig(name="q", condition={"type": "ratio", "threshold": 0.5, "min_volume": 1})
+    view = counts_for(ratio, "Acme", cells)
+    assert (view.total, view.matching, dict(view.by_sentiment)) == (3, 2, {"negative": 2, "positive": 1})
+
+
+def test_bucket_must_be_whole_seconds():
+    with pytest.raises(ValueError):
+        CountBuckets({}, timedelta(milliseconds=1500), timedelta(hours=1))
