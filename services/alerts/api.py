@@ -7,7 +7,6 @@ secrets: webhook URLs are shown as scheme, host and port only.
 
 from __future__ import annotations
 
-import hmac
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
@@ -15,9 +14,9 @@ from typing import Any, Awaitable, Callable
 
 from fastapi import APIRouter, Body, Depends, FastAPI, HTTPException, Query, Response, status
 from fastapi.responses import JSONResponse
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field
 
+from lyssna.common.auth import FASTAPI_NO_PUBLIC_DOCS, add_protected_openapi, api_key_dependency
 from lyssna.common.config import RuleConfig, Settings
 from lyssna.common.contracts import AlertEvent, utcnow
 
@@ -117,22 +116,11 @@ def _event_json(e: AlertEvent) -> dict[str, Any]:
 
 def create_app(ctx: ApiContext) -> FastAPI:
     settings, store = ctx.settings, ctx.store
-    keys = [k.encode() for k in settings.api_keys]
-    bearer = HTTPBearer(auto_error=False)
+    require_key = api_key_dependency(settings.api_keys, "alerts")
 
-    def require_key(creds: HTTPAuthorizationCredentials | None = Depends(bearer)) -> None:
-        given = creds.credentials.encode() if creds else b""
-        # Compare with every key, so the time taken says nothing about which matched.
-        ok = False
-        for k in keys:
-            ok |= hmac.compare_digest(given, k)
-        if not ok:
-            detail = ("missing or wrong API key; send 'Authorization: Bearer <key>'" if keys else
-                      "no API keys are configured; set LYSSNA_API_KEY for the alerts service")
-            raise HTTPException(status.HTTP_401_UNAUTHORIZED, detail, headers={"WWW-Authenticate": "Bearer"})
-
-    app = FastAPI(title="Lyssna alerts", version="1",
+    app = FastAPI(title="Lyssna alerts", version="1", **FASTAPI_NO_PUBLIC_DOCS,
                   description="Rules, alerts, silences and webhook deliveries of Lyssna.")
+    add_protected_openapi(app, require_key)
 
     @app.get("/healthz", tags=["health"])
     async def healthz() -> dict[str, str]:

@@ -16,17 +16,16 @@ Answers of ``POST /v1/posts``:
 from __future__ import annotations
 
 import asyncio
-import hmac
 import logging
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
 import redis.asyncio as aioredis
-from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse, Response
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.requests import ClientDisconnect
 
+from lyssna.common.auth import FASTAPI_NO_PUBLIC_DOCS, add_protected_openapi, api_key_dependency
 from lyssna.common.config import Settings
 
 from .connectors.base import CursorStore
@@ -143,7 +142,6 @@ def create_app(settings: Settings, *, run_connectors: bool = False, metrics: Ing
                delivery_timeout_s: float = 10.0) -> FastAPI:
     """The ingest app; with ``run_connectors`` it also runs the configured sources."""
     state = build_state(settings, metrics, delivery_timeout_s)
-    bearer = HTTPBearer(auto_error=False, description="an API key from LYSSNA_API_KEY")
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -166,21 +164,12 @@ def create_app(settings: Settings, *, run_connectors: bool = False, metrics: Ing
             await state.producer.close()
             await state.redis.aclose()
 
-    app = FastAPI(title="Lyssna ingest", version="1", lifespan=lifespan,
+    app = FastAPI(title="Lyssna ingest", version="1", lifespan=lifespan, **FASTAPI_NO_PUBLIC_DOCS,
                   description=__doc__.split("\n\n", 1)[1] if __doc__ else None)
     app.state.ingest = state
 
-    async def require_key(creds: HTTPAuthorizationCredentials | None = Depends(bearer)) -> None:
-        if creds is not None and state.api_keys:
-            given = creds.credentials.encode("latin-1", "replace")
-            # Compare with every key, without an early exit, in constant time each.
-            ok = False
-            for key in state.api_keys:
-                ok |= hmac.compare_digest(given, key)
-            if ok:
-                return
-        raise HTTPException(401, "missing or invalid API key; send 'Authorization: Bearer <key>'",
-                            headers={"WWW-Authenticate": "Bearer"})
+    require_key = api_key_dependency(settings.api_keys, "ingest")
+    add_protected_openapi(app, require_key)
 
     @app.post("/v1/posts", dependencies=[Depends(require_key)], openapi_extra=_POSTS_OPENAPI,
               responses=_POSTS_RESPONSES, summary="Ingest one post, a JSON array of posts, or NDJSON")
