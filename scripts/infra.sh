@@ -32,6 +32,7 @@ pidfile() {
   case $1 in
     kafka) if [[ $KAFKA_PORT == 9092 ]]; then echo "$RUN/kafka.pid"; else echo "$RUN/kafka-$KAFKA_PORT.pid"; fi ;;
     redis) if [[ $REDIS_PORT == 6379 ]]; then echo "$RUN/redis.pid"; else echo "$RUN/redis-$REDIS_PORT.pid"; fi ;;
+    prometheus) if [[ $PROMETHEUS_PORT == 9090 ]]; then echo "$RUN/prometheus.pid"; else echo "$RUN/prometheus-$PROMETHEUS_PORT.pid"; fi ;;
     *) echo "$RUN/$1.pid" ;;
   esac
 }
@@ -157,7 +158,7 @@ prometheus_up() {
   log "starting prometheus on 127.0.0.1:$PROMETHEUS_PORT ($cfg)"
   setsid nohup prometheus --config.file="$cfg" --storage.tsdb.path="$dir/data" \
     --web.listen-address="127.0.0.1:$PROMETHEUS_PORT" --web.enable-lifecycle >"$dir/prometheus.log" 2>&1 &
-  echo $! >"$RUN/prometheus.pid"
+  echo $! >"$(pidfile prometheus)"
   wait_for prometheus 30 sh -c "curl -fs http://127.0.0.1:$PROMETHEUS_PORT/-/ready >/dev/null" \
     || die "prometheus did not become ready within 30s; see $dir/prometheus.log"
   log "prometheus ready"

@@ -186,10 +186,11 @@ class PostProducer:
             self._on_latency(elapsed)
         failures = [r for r in results if r is not None]
         self._suspect = bool(failures)
-        if any(not isinstance(r, KafkaTimeoutError) for r in failures):
-            # Timeouts mean "broker away" and the client reconnects by itself; other
-            # errors can leave an idempotent producer in a state it never leaves
-            # (fenced, sequence out of order): start afresh on the next batch.
+        if failures:
+            # After a failed batch (expired records after a broker restart included)
+            # kafka-python's idempotent producer can stay in a state it never leaves
+            # (sequence numbers, producer epoch) and time out forever while the broker
+            # is fine: start afresh on the next batch.
             await self._reset(failures[0])
         return results
 

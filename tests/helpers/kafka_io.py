@@ -52,6 +52,7 @@ def read_topic(bootstrap_servers: str, topic: str, timeout_s: float = 30.0) -> l
             if time.monotonic() > deadline:
                 raise TimeoutError(f"topic {topic} has no partitions")
             if not parts:
+                consumer.topics()  # asks the broker again instead of trusting cached metadata
                 time.sleep(0.2)
         tps = [TopicPartition(topic, p) for p in sorted(parts)]
         consumer.assign(tps)
