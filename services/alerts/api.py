@@ -21,7 +21,9 @@ from lyssna.common.config import RuleConfig, Settings
 from lyssna.common.contracts import AlertEvent, utcnow
 
 from .delivery import mask_url, redeliver
-from .metrics import CONTENT_TYPE_LATEST, AlertsMetrics
+from prometheus_client import CONTENT_TYPE_LATEST
+
+from .metrics import AlertsMetrics
 from .ruleset import RuleError, check_rule, merge
 from .silences import Silence
 from .store import AlertsStore, DeliveryRecord

@@ -7,7 +7,7 @@ instances in one process do not add up each other's numbers.
 from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from prometheus_client import CONTENT_TYPE_LATEST  # noqa: F401  (re-exported for the API)
+
 
 SERVICE = "alerts"
 DELIVERY_OUTCOMES = ("delivered", "retry", "failed", "disabled", "silenced")

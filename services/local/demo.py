@@ -20,9 +20,7 @@ gaps are divided by ``speedup`` (the connector then replays in real time).
 from __future__ import annotations
 
 import json
-import os
 import signal
-import sys
 import threading
 import time
 import uuid

@@ -6,7 +6,6 @@ from __future__ import annotations
 import shutil
 import threading
 import time
-import uuid
 from datetime import timedelta
 
 import httpx

@@ -9,7 +9,6 @@ dashboards test runs last so it sees the traffic of all the others.
 from __future__ import annotations
 
 import json
-import threading
 import time
 import uuid
 from datetime import timedelta

@@ -11,7 +11,7 @@ from lyssna.alerts.signing import generate_secret
 from tests.helpers.alerts_harness import (
     alerts_settings, classified, count_rule, early_in_window, eventually, produce, running_alerts, webhook,
 )
-from tests.helpers.receiver import WebhookReceiver
+from lyssna.local.receiver import WebhookReceiver
 
 pytestmark = pytest.mark.integration
 

@@ -15,7 +15,7 @@ from tests.helpers.alerts_harness import (
     alerts_settings, classified, count_rule, early_in_window, eventually, produce, read_deadletters, read_events,
     running_alerts, webhook,
 )
-from tests.helpers.receiver import Reply, WebhookReceiver
+from lyssna.local.receiver import Reply, WebhookReceiver
 from lyssna.alerts.signing import generate_secret
 from lyssna.alerts.windows import window_for
 from lyssna.common.contracts import AlertState, utcnow

@@ -20,7 +20,7 @@ from tests.helpers.alerts_harness import (
     alerts_config_file, classified, count_rule, early_in_window_sync, produce, read_events, service_env, webhook,
 )
 from tests.helpers.kafka_io import ROOT, ServiceProcess, free_port, wait_for
-from tests.helpers.receiver import WebhookReceiver
+from lyssna.local.receiver import WebhookReceiver
 
 pytestmark = pytest.mark.integration
 
