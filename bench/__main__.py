@@ -83,8 +83,11 @@ def render(results: dict) -> str:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("only", nargs="*", choices=BENCHES, help="run only these (default: all)")
+    p.add_argument("only", nargs="*", metavar="BENCH", help=f"run only these of {', '.join(BENCHES)} (default: all)")
     args = p.parse_args()
+    unknown = set(args.only) - set(BENCHES)
+    if unknown:
+        p.error(f"unknown benchmark(s) {sorted(unknown)}; choose from {', '.join(BENCHES)}")
     subprocess.run([str(ROOT / "scripts" / "infra.sh"), "up", "kafka", "redis"], check=True)
     latest = ROOT / ".local" / "bench" / "latest.json"
     # Figures of benchmarks not rerun this time are kept, each with its own machine line.

@@ -84,7 +84,7 @@ class Encoder:
 
     def _tokenize(self, texts: Sequence[str]):
         # The fast tokenizer is not safe to call from several threads at once, so
-        # every batch is tokenized here before the forwards fan out.
+        # batches are tokenized in the calling thread and only forwards fan out.
         return self.tokenizer([PREFIX + t for t in texts], padding=True, truncation=True,
                               max_length=self.max_length, return_tensors="pt")
 
@@ -106,12 +106,14 @@ class Encoder:
         # Small inputs are split so that every core gets a share.
         size = max(1, min(batch_size, math.ceil(len(order) / self.workers)))
         chunks = [order[s:s + size] for s in range(0, len(order), size)]
-        encoded = [self._tokenize([texts[i] for i in chunk]) for chunk in chunks]
-        if self.workers > 1 and len(chunks) > 1:
-            outputs = self._pool.map(self._forward, encoded)
-        else:
-            outputs = map(self._forward, encoded)
         result = np.empty((len(texts), self.dim), dtype=np.float32)
-        for chunk, vectors in zip(chunks, outputs):
-            result[chunk] = vectors
+        if self.workers > 1 and len(chunks) > 1:
+            # Each batch goes to the workers as soon as it is tokenized.
+            futures = [self._pool.submit(self._forward, self._tokenize([texts[i] for i in chunk]))
+                       for chunk in chunks]
+            for chunk, future in zip(chunks, futures):
+                result[chunk] = future.result()
+        else:
+            for chunk in chunks:
+                result[chunk] = self._forward(self._tokenize([texts[i] for i in chunk]))
         return result
