@@ -6,7 +6,9 @@ instances in one process do not add up each other's numbers.
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from lyssna.common.metrics import ServiceMetrics
 
 
 SERVICE = "alerts"
@@ -19,9 +21,9 @@ LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 900, 1
                    3 * 3600, 6 * 3600, 12 * 3600)
 
 
-class AlertsMetrics:
+class AlertsMetrics(ServiceMetrics):
     def __init__(self, registry: CollectorRegistry | None = None):
-        self.registry = registry or CollectorRegistry()
+        super().__init__(SERVICE, registry)
         r = self.registry
         self.events = Counter("lyssna_alerts_events_total", "Alert state changes written to the outbox.",
                               ["rule", "state"], registry=r)
@@ -33,12 +35,6 @@ class AlertsMetrics:
                                           ["webhook"], buckets=LATENCY_BUCKETS, registry=r)
         self.retry_queue_depth = Gauge("lyssna_alerts_retry_queue_depth",
                                        "Deliveries waiting for their next attempt.", registry=r)
-        self.consumer_lag = Gauge("lyssna_consumer_lag_messages",
-                                  "Records in the topic not yet committed by the service's consumer group.",
-                                  ["service", "topic"], registry=r)
-        self.deadletters = Counter("lyssna_deadletter_records_total",
-                                   "Records sent to the dead-letter topic.", ["service"], registry=r)
-        self.deadletters.labels(SERVICE)
 
     def declare(self, rules: list[str], webhooks: list[str]) -> None:
         """Create the series of known rules and webhooks at zero, so dashboards
@@ -50,6 +46,3 @@ class AlertsMetrics:
             for outcome in DELIVERY_OUTCOMES:
                 self.deliveries.labels(hook, outcome)
             self.delivery_latency.labels(hook)
-
-    def render(self) -> bytes:
-        return generate_latest(self.registry)

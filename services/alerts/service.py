@@ -143,7 +143,7 @@ class AlertsService:
                   s.kafka.topics.alerts_events: f"{s.alerts.app_id}-delivery"}
         self._tasks["lag"] = asyncio.create_task(watch_lag(
             s.kafka.bootstrap_servers, groups,
-            lambda topic, lag: self.metrics.consumer_lag.labels(SERVICE, topic).set(lag),
+            self.metrics.set_lag,
             client_id=f"{s.alerts.app_id}-lag", interval_s=LAG_INTERVAL_S), name="alerts-lag")
         if self.serve_api:
             # Bound here rather than by uvicorn, which answers a port in use with sys.exit.

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Histogram
+
+from lyssna.common.metrics import ServiceMetrics
 
 SERVICE = "classify"
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 
 
-class ClassifyMetrics:
+class ClassifyMetrics(ServiceMetrics):
     def __init__(self, registry: CollectorRegistry | None = None):
-        self.registry = r = registry or CollectorRegistry()
+        super().__init__(SERVICE, registry)
+        r = self.registry
         self.posts = Counter("lyssna_classify_posts_total", "Posts handled, by outcome.", ["outcome"], registry=r)
         self.batch = Histogram("lyssna_classify_batch_posts", "Posts per model batch.",
                                buckets=BATCH_BUCKETS, registry=r)
@@ -21,19 +24,10 @@ class ClassifyMetrics:
         self.mentions = Counter("lyssna_classify_mentions_total",
                                 "Mentions of watched organizations, by topic (or none), sentiment and language.",
                                 ["org", "topic", "sentiment", "lang"], registry=r)
-        self.consumer_lag = Gauge("lyssna_consumer_lag_messages",
-                                  "Records in the topic not yet committed by the service's consumer group.",
-                                  ["service", "topic"], registry=r)
-        self.deadletters = Counter("lyssna_deadletter_records_total", "Records sent to the dead-letter topic.",
-                                   ["service"], registry=r)
         for outcome in ("classified", "deadletter"):
             self.posts.labels(outcome)
-        self.deadletters.labels(SERVICE)
 
     def count_mentions(self, post) -> None:
         for org in post.orgs:
             for topic in post.topics or ["none"]:
                 self.mentions.labels(org, str(topic), str(post.sentiment), post.lang).inc()
-
-    def render(self) -> bytes:
-        return generate_latest(self.registry)

@@ -82,7 +82,7 @@ class ClassifyService:
         await self.app.start()
         self.tasks["lag"] = asyncio.create_task(
             watch_lag(s.kafka.bootstrap_servers, {topics.posts_raw: self.app_id},
-                      lambda topic, lag: self.metrics.consumer_lag.labels(SERVICE, topic).set(lag),
+                      self.metrics.set_lag,
                       client_id=f"{self.app_id}-lag"), name="classify-lag")
         log.info("classify started", extra={"model": self.classifier.model_info.encoder,
                                             "heads": self.classifier.model_info.heads})

@@ -7,23 +7,17 @@ bluesky, file), never a caller-supplied value, so its cardinality stays bounded.
 
 from __future__ import annotations
 
-from prometheus_client import (
-    CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, PlatformCollector,
-    ProcessCollector, generate_latest,
-)
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from lyssna.common.metrics import ServiceMetrics
 
 OUTCOMES = ("accepted", "duplicate", "rejected")
 
 
-class IngestMetrics:
-    content_type = CONTENT_TYPE_LATEST
-
+class IngestMetrics(ServiceMetrics):
     def __init__(self, registry: CollectorRegistry | None = None):
-        self.registry = registry or CollectorRegistry()
+        super().__init__("ingest", registry)
         r = self.registry
-        if registry is None:
-            ProcessCollector(registry=r)
-            PlatformCollector(registry=r)
         self.received = Counter("lyssna_ingest_posts_received", "Posts received, by channel",
                                 ["source"], registry=r)
         self.posts = Counter("lyssna_ingest_posts", "Posts by outcome (accepted, duplicate, rejected)",
@@ -39,18 +33,8 @@ class IngestMetrics:
         self.connector_last_success = Gauge(
             "lyssna_ingest_connector_last_success_timestamp_seconds",
             "Unix time of a connector's last successful fetch", ["connector"], registry=r)
-        self.deadletters = Counter("lyssna_deadletter_records", "Records sent to the dead-letter topic",
-                                   ["service"], registry=r)
 
     def count(self, source: str, outcomes: dict[str, int]) -> None:
         for outcome, n in outcomes.items():
             if n:
                 self.posts.labels(source, outcome).inc(n)
-
-    def render(self) -> bytes:
-        return generate_latest(self.registry)
-
-    def value(self, name: str, **labels: str) -> float:
-        """Current value of one sample (0 when never set); for tests and the benchmark."""
-        v = self.registry.get_sample_value(name, labels)
-        return 0.0 if v is None else v
