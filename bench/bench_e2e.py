@@ -128,21 +128,10 @@ def _watch(bootstrap: str, topic: str, stop: threading.Event, seen: dict[str, fl
 
 
 def _cleanup(bootstrap: str, redis_url: str, bench_id: str) -> None:
-    import redis
-    from kafka.admin import KafkaAdminClient
+    from lyssna.local.cleanup import drop_namespace
 
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="bench-cleanup")
-    try:
-        names = [t for t in admin.list_topics() if t.startswith((f"bench.{bench_id}.", f"bench-{bench_id}-"))]
-        if names:
-            admin.delete_topics(names, timeout_ms=30_000)
-    finally:
-        admin.close()
-    client = redis.Redis.from_url(redis_url)
-    keys = list(client.scan_iter(f"bench:{bench_id}:*", count=1000))
-    for i in range(0, len(keys), 1000):
-        client.delete(*keys[i:i + 1000])
-    client.close()
+    drop_namespace(bootstrap, redis_url, (f"bench.{bench_id}.", f"bench-{bench_id}-"), f"bench:{bench_id}:",
+                   client_id="bench-cleanup")
 
 
 def run(settings_or_args: Any = None) -> dict:

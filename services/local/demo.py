@@ -31,6 +31,7 @@ from urllib.parse import urlparse
 
 import yaml
 
+from .cleanup import drop_namespace
 from .stack import LOCAL, ROOT, Stack, StackError, default_env, new_webhook_secret
 
 DEMO_CONFIG = ROOT / "deploy" / "demo" / "lyssna.demo.yaml"
@@ -56,27 +57,10 @@ def rebase_posts(src: Path, dst: Path, *, start: datetime, speedup: float) -> tu
 
 def cleanup_previous(bootstrap: str, redis_url: str, echo: Callable[[str], None]) -> None:
     """Delete every demo run's topics (ours and Faust's) and Redis keys."""
-    from kafka.admin import KafkaAdminClient
-    import redis
-
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="lyssna-demo-cleanup")
-    try:
-        old = [t for t in admin.list_topics() if t.startswith((TOPIC_PREFIX, APP_PREFIX))]
-        if old:
-            admin.delete_topics(old, timeout_ms=30_000)
-        # Old consumer groups are left to the broker's offset retention: their
-        # topics are gone and the next run uses new group names.
-    finally:
-        admin.close()
-    client = redis.Redis.from_url(redis_url)
-    try:
-        keys = list(client.scan_iter(f"{REDIS_PREFIX}*", count=1000))
-        for i in range(0, len(keys), 1000):
-            client.delete(*keys[i:i + 1000])
-    finally:
-        client.close()
-    if old or keys:
-        echo(f"removed what earlier demo runs left: {len(old)} topics, {len(keys)} Redis keys")
+    topics, keys = drop_namespace(bootstrap, redis_url, (TOPIC_PREFIX, APP_PREFIX), REDIS_PREFIX,
+                                  client_id="lyssna-demo-cleanup")
+    if topics or keys:
+        echo(f"removed what earlier demo runs left: {topics} topics, {keys} Redis keys")
 
 
 def demo_files(run_dir: Path, *, speedup: float | None, start: datetime) -> tuple[Path, float, float]:

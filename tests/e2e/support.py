@@ -16,6 +16,7 @@ from typing import Iterable
 import httpx
 import yaml
 
+from lyssna.local.cleanup import drop_namespace
 from lyssna.local.receiver import WebhookReceiver
 from lyssna.local.stack import Stack, new_webhook_secret
 from tests.helpers.kafka_io import ROOT, free_port, read_all, wait_for
@@ -152,22 +153,9 @@ def stop_stack(e: E2EStack) -> None:
 
 def _cleanup(e: E2EStack) -> None:
     """Drop the stack's topics (ours and the alerts' Faust topics) and Redis keys."""
-    import redis
-    from kafka.admin import KafkaAdminClient
-
     try:
-        admin = KafkaAdminClient(bootstrap_servers=e.bootstrap, client_id="e2e-cleanup")
-        try:
-            names = [t for t in admin.list_topics() if t.startswith((f"e2e.{e.uid}.", f"e2e-{e.uid}-"))]
-            if names:
-                admin.delete_topics(names, timeout_ms=30_000)
-        finally:
-            admin.close()
-        client = redis.Redis.from_url(e.redis_url)
-        keys = list(client.scan_iter(f"e2e:{e.uid}:*", count=1000))
-        for i in range(0, len(keys), 1000):
-            client.delete(*keys[i:i + 1000])
-        client.close()
+        drop_namespace(e.bootstrap, e.redis_url, (f"e2e.{e.uid}.", f"e2e-{e.uid}-"), f"e2e:{e.uid}:",
+                       client_id="e2e-cleanup")
     except Exception:  # noqa: BLE001 - a broker already gone (private one) has nothing to clean
         pass
 
