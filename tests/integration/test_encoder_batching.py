@@ -1,0 +1,41 @@
+"""The encoder reorders texts by token count for its batches; callers must not see that."""
+
+import numpy as np
+import pytest
+
+from lyssna.classify.encoder import Encoder
+from lyssna.common.config import load_settings
+
+pytestmark = pytest.mark.integration
+
+TEXTS = [
+    "Kvarnbybanken anställer 40 nya utvecklare i Umeå i höst, ansök senast fredag! #jobb",
+    "ok",
+    "Nordviks HR-chef svarade aldrig på mitt mejl efter intervjun. Tre veckor nu. Dålig stil.",
+    "Great onboarding at Fjällhem, my manager had everything ready on day one 🙌",
+    "Hvorfor svarer ingen på Brückners kundeservice? Ventet i 40 minutter i telefonkø i dag.",
+    "Die Stimmung im Team bei Brückner ist seit der Umstrukturierung im Keller, alle suchen was Neues.",
+    "hej",
+    "Työpaikkailmoitus: Nordvik Energi hakee asentajia Ouluun. Hyvä palkka ja joustavat työajat.",
+]
+
+
+@pytest.fixture(scope="module", params=["fp32", "auto"])
+def encoder(request):
+    return Encoder(load_settings(None, env={}).classify.model, precision=request.param, threads=2)
+
+
+def test_rows_come_back_in_input_order(encoder):
+    one_by_one = np.stack([encoder.embed([t])[0] for t in TEXTS])
+    # batch_size 3 splits the texts into batches whose members differ from input order
+    batched = encoder.embed(TEXTS, batch_size=3)
+    assert batched.shape == (len(TEXTS), encoder.dim)
+    cosine = (one_by_one * batched).sum(axis=1) / len(encoder.layers)
+    # Padding to the batch's longest text changes bf16 rounding only.
+    assert cosine.min() > 0.999, cosine
+    nearest = (batched @ one_by_one.T).argmax(axis=1)
+    assert list(nearest) == list(range(len(TEXTS)))
+
+
+def test_no_texts_gives_an_empty_matrix(encoder):
+    assert encoder.embed([]).shape == (0, encoder.dim)
