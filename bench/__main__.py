@@ -63,14 +63,15 @@ def render(results: dict) -> str:
     if "classify" in results:
         r = results["classify"]
         out += ["## Classifier: Lyssna's path against a plain transformers baseline", "",
-                f"{r['posts']} posts of 20–60 tokens, {r['threads']} threads, median of {r['repeats']} repeats; "
-                "each repeat times the baseline on a quarter of the posts, half just before and half just "
-                "after Lyssna's pass, so both see the same machine load.", "",
+                f"{r['posts']} posts of 20–60 tokens, {r['threads']} threads, {r['repeats']} repeats. Each repeat "
+                "times the baseline on a quarter of the posts, half just before and half just after Lyssna's "
+                "pass, so both see the same machine load; posts/s are medians over repeats, the ratio is the "
+                "median of the per-repeat ratios.", "",
                 "| path | posts/s | topic macro-F1 | sentiment macro-F1 |", "| --- | --- | --- | --- |",
                 f"| (a) transformers, fp32, batch size 1 | {r['baseline_posts_per_s']} | "
                 f"{r['baseline_topic_macro_f1']:.3f} | {r['baseline_sentiment_macro_f1']:.3f} |",
-                f"| (b) Lyssna ({r['lyssna_precision']}, batches sorted by token count, language id + mentions + heads "
-                f"included) | {r['lyssna_posts_per_s']} | {r['lyssna_topic_macro_f1']:.3f} | "
+                f"| (b) Lyssna ({r['lyssna_precision']}, batches sorted by token count, fused GELU, "
+                f"language id + mentions + heads included) | {r['lyssna_posts_per_s']} | {r['lyssna_topic_macro_f1']:.3f} | "
                 f"{r['lyssna_sentiment_macro_f1']:.3f} |", "",
                 f"**(b)/(a) = {r['ratio']}** (per repeat: {r['ratios_per_repeat']}; goal ≥ {r['goal_ratio']}, "
                 "with macro-F1 no more than 0.01 below fp32).", "", _machine_line(r["machine"]), ""]

@@ -23,6 +23,8 @@ import torch
 from transformers import AutoModel, AutoTokenizer
 from transformers.utils import logging as hf_logging
 
+from .cpu_fusion import fuse_feed_forward_gelu
+
 PREFIX = "query: "
 PRECISIONS = ("fp32", "bf16")
 # Mean-pooled hidden states of these layers, each L2-normalised, concatenated.
@@ -79,8 +81,10 @@ class Encoder:
         # kernel: in bf16 it runs on AMX like the rest (see bench/bench_classify.py).
         net = AutoModel.from_pretrained(path, dtype=torch.float32,
                                         attn_implementation="eager" if precision == "bf16" else None).eval()
+        self.fused_blocks = 0
         if precision == "bf16":
             net = net.to(torch.bfloat16)
+            self.fused_blocks = fuse_feed_forward_gelu(net)
         self.model = net
         self.dim = int(getattr(net.config, "hidden_size", 384)) * len(self.layers)
 

