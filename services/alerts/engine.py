@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Callable
 
 from lyssna.common.config import RuleConfig, Settings, SpikeCondition
@@ -126,14 +126,15 @@ class Engine:
     async def _judge(self, rule: RuleConfig, org: str, state: R.AlertState | None, now: datetime,
                      since: datetime) -> AlertEvent | None:
         window = window_for(now, rule.window)
-        current = R.counts_for(rule, org, self.counts.cells(org, window.start, window.end))
-        baseline = []
-        if isinstance(rule.condition, SpikeCondition):
-            for w in trailing_windows(window.start, rule.window, rule.condition.baseline_windows):
-                if w.start >= since:
-                    baseline.append(R.counts_for(rule, org, self.counts.cells(org, w.start, w.end)))
-        decision = R.evaluate(rule, org, window=window, current=current, baseline=baseline,
-                              state=state, now=now)
+        decision, current = self._decide(rule, org, window, state, now, since)
+        late = self.settings.alerts.late_fire
+        if not decision.emits and not (state and state.firing) and now - window.start < late:
+            # A burst just before the boundary is counted just after it; the window it
+            # belongs to has closed but may still fire.
+            previous = Window(window.start - rule.window, window.start)
+            late_decision, late_current = self._decide(rule, org, previous, state, now, since, late)
+            if late_decision.emits:
+                decision, current, window = late_decision, late_current, previous
         if not decision.emits:
             return None
         samples: list[SamplePost] = []
@@ -149,6 +150,18 @@ class Engine:
             "rule": rule.name, "org": org, "alert_id": event.alert_id, "event_id": event.event_id,
             "count": event.count, "reason": decision.reason})
         return event
+
+    def _decide(self, rule: RuleConfig, org: str, window: Window, state: R.AlertState | None, now: datetime,
+                since: datetime, late: timedelta = timedelta(0)) -> tuple[R.Decision, R.WindowCounts]:
+        current = R.counts_for(rule, org, self.counts.cells(org, window.start, window.end))
+        baseline = []
+        if isinstance(rule.condition, SpikeCondition):
+            for w in trailing_windows(window.start, rule.window, rule.condition.baseline_windows):
+                if w.start >= since:
+                    baseline.append(R.counts_for(rule, org, self.counts.cells(org, w.start, w.end)))
+        decision = R.evaluate(rule, org, window=window, current=current, baseline=baseline,
+                              state=state, now=now, late=late)
+        return decision, current
 
     async def _publish_pending(self, alert: StoredAlert) -> None:
         event = alert.pending_event

@@ -48,7 +48,7 @@ import hashlib
 import math
 import statistics
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from enum import StrEnum
 from typing import Any, Iterable, Mapping, Sequence
 
@@ -318,18 +318,27 @@ def event_id(alert_id: str, state: str, seq: int = 0) -> str:
 
 def evaluate(rule: RuleConfig, org: str, *, window: Window, current: WindowCounts,
              baseline: Sequence[WindowCounts] = (), state: AlertState | None = None,
-             now: datetime) -> Decision:
-    """Decide what happens to the (rule, org) alert given the current window's counts.
+             now: datetime, late: timedelta = timedelta(0)) -> Decision:
+    """Decide what happens to the (rule, org) alert given a window's counts.
+
+    The window is normally the current one. A window that ended less than
+    ``late`` before ``now`` may still fire, once, when no alert is firing: posts
+    written just before its end are often counted just after it. A closed
+    window never resolves an alert; the current one does that.
 
     ``now`` is on the same clock as the windows (event time); the engine never
     reads a clock itself.
     """
     now = _utc(now)
     prev = state or AlertState()
-    if now >= _utc(window.end) or now < _utc(window.start):
+    start, end = _utc(window.start), _utc(window.end)
+    span = f"window {window.start.isoformat()}..{window.end.isoformat()}"
+    if now < start or now >= end + late or (now >= end and prev.firing):
         return Decision(Action.stay, prev, None,
-                        f"window {window.start.isoformat()}..{window.end.isoformat()} is not the "
-                        f"current one at {now.isoformat()}; only the current window is judged", now)
+                        f"{span} is not the current one at {now.isoformat()}; only the current window "
+                        f"is judged (or, to fire, one that closed less than {late} ago)", now)
+    if now >= end and prev.window_start == start:
+        return Decision(Action.stay, prev, None, f"{span} is closed and already fired once", now)
     cond = check_condition(rule, current, baseline)
     if prev.firing:
         if cond.met:

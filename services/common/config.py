@@ -96,6 +96,10 @@ class AlertsSettings(ServerSettings):
                                 description="how long counts are kept; a spike rule's window x (baseline_windows + 1) must fit")
     evaluate_interval: Duration = Field(timedelta(seconds=10),
                                         description="how often every rule is re-evaluated, so alerts resolve when posts stop")
+    late_fire: Duration = Field(timedelta(minutes=5),
+                                description="a window that ended less than this ago can still fire: posts written "
+                                            "just before its end are counted just after it; 0s judges only the "
+                                            "current window")
     delivery_lease: Duration = Field(timedelta(minutes=1),
                                      description="a delivery attempt not finished after this is retried (crashed worker)")
     delivery_concurrency: int = Field(16, ge=1, le=256)

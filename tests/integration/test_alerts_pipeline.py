@@ -398,3 +398,30 @@ async def test_a_receiver_too_slow_to_answer_times_out_and_gets_the_same_id_agai
             await eventually(delivered, what="delivery once the receiver answers")
             assert {q.webhook_id for q in rx.requests} == {record["event_id"]}
             assert len(rx.requests) >= 2
+
+
+@pytest.mark.parametrize("late_fire", ["5m", "0s"])
+async def test_burst_counted_just_after_its_window_closed(settings, late_fire):
+    """Posts written in the last seconds of a window are often counted after it closed;
+    within ``alerts.late_fire`` that window still fires (0s: only the current one is judged)."""
+    s = alerts_settings(settings, rules=[count_rule("late-burst", threshold=3, window="20s", notify=[])],
+                        late_fire=late_fire)
+    boot, topic = s.kafka.bootstrap_servers, s.kafka.topics.alerts_events
+    async with running_alerts(s) as svc:
+        await early_in_window(WINDOW, need=timedelta(seconds=12))
+        current = window_for(utcnow(), WINDOW)
+        written = current.start - timedelta(seconds=2)  # in the window that just closed
+        produce(boot, s.kafka.topics.posts_classified,
+                [classified("Acme", created_at=written) for _ in range(3)])
+        if late_fire == "0s":
+            closed = window_for(written, WINDOW)
+            await eventually(lambda: _acme(svc, closed) == 3, what="the burst counted")
+            counted_at = utcnow()
+            await eventually(lambda: svc.engine.last_pass and svc.engine.last_pass > counted_at,
+                             what="an evaluation pass after counting")
+            assert read_events(boot, topic) == []
+            return
+        events = await eventually(lambda: read_events(boot, topic), what="the late window to fire")
+        first = events[0]
+        assert (first.rule, first.org, first.state, first.count) == ("late-burst", "Acme", AlertState.firing, 3)
+        assert first.window_start == current.start - WINDOW and first.window_end == current.start

@@ -220,6 +220,37 @@ def test_late_evaluation_of_a_closed_window_never_fires_or_resolves():
     assert evaluate(R, "Acme", window=W0, current=WindowCounts(9, 9), now=T0 + H).action is Action.stay
 
 
+LATE = 5 * M
+
+
+def test_closed_window_fires_within_the_late_period():
+    # Posts from 10:59 counted at 11:01: their window is closed but may still fire.
+    d = evaluate(R, "Acme", window=W0, current=WindowCounts(3, 3), now=T0 + H + M, late=LATE)
+    assert d.action is Action.fire and d.alert_id == alert_id("r1", "Acme", T0, 0)
+    assert d.state.window_start == T0 and d.state.fired_at == T0 + H + M
+    too_late = evaluate(R, "Acme", window=W0, current=WindowCounts(3, 3), now=T0 + H + LATE, late=LATE)
+    assert too_late.action is Action.stay and "not the current one" in too_late.reason
+    below = evaluate(R, "Acme", window=W0, current=WindowCounts(2, 2), now=T0 + H + M, late=LATE)
+    assert below.action is Action.stay
+
+
+def test_closed_window_never_resolves_and_fires_only_once():
+    # Firing since the window before (09:00-10:00): a quiet closed 10:00 window is no reason to resolve.
+    firing = step(None, 3, T0 - 30 * M).state
+    d = evaluate(R, "Acme", window=W0, current=WindowCounts(0, 0), state=firing, now=T0 + H + M, late=LATE)
+    assert d.action is Action.stay and d.state == firing
+    # Fired late, then resolved by the current window: the closed window may not fire
+    # again, however short the cooldown.
+    r = rule(COUNT3, cooldown="0s")
+    fired = evaluate(r, "Acme", window=W0, current=WindowCounts(3, 3), now=T0 + H + M, late=LATE)
+    resolved = evaluate(r, "Acme", window=window_for(T0 + H + 2 * M, H), current=WindowCounts(0, 0),
+                        state=fired.state, now=T0 + H + 2 * M)
+    assert resolved.action is Action.resolve
+    again = evaluate(r, "Acme", window=W0, current=WindowCounts(4, 4), state=resolved.state,
+                     now=T0 + H + 3 * M, late=LATE)
+    assert again.action is Action.stay and "already fired once" in again.reason
+
+
 def test_late_post_counts_in_its_own_window_only():
     r = R
     now = T0 + H + 5 * M
