@@ -41,7 +41,7 @@ from .retry import Outcome, RetrySchedule, classify_exception, classify_response
 from .signing import webhook_headers
 from .silences import silenced_by
 from .store import OPEN_STATUSES, AlertsStore, Attempt, DeliveryRecord, DeliveryStatus, delivery_id
-from .urlsafety import check_webhook_url
+from .urlsafety import check_webhook_url, pinned_request
 
 log = logging.getLogger("lyssna.alerts.delivery")
 
@@ -233,6 +233,26 @@ class DeliveryWorker:
         self.client = httpx.AsyncClient(follow_redirects=False, trust_env=False,
                                         headers={"user-agent": USER_AGENT})
 
+    async def _post(self, webhook: WebhookConfig, addresses: list[str], body: bytes,
+                    headers: dict[str, str]) -> httpx.Response:
+        """POST to the addresses the safety check approved, in order, never resolving the
+        name again; with none (private network allowed) httpx resolves it."""
+        timeout = effective_timeout(self.settings, webhook)
+        if not addresses:
+            return await self.client.post(webhook.url, content=body, headers=headers, timeout=timeout)
+
+        async def post(address: str) -> httpx.Response:
+            url, host, extensions = pinned_request(webhook.url, address)
+            return await self.client.post(url, content=body, headers={**headers, **host},
+                                          extensions=extensions, timeout=timeout)
+
+        for address in addresses[:-1]:
+            try:
+                return await post(address)
+            except httpx.ConnectError:
+                continue  # e.g. an IPv6 address without a route; the next one may answer
+        return await post(addresses[-1])
+
     def wake(self) -> None:
         self._wake.set()
 
@@ -317,14 +337,12 @@ class DeliveryWorker:
 
         status_code, headers, error = None, None, None
         try:
-            await asyncio.to_thread(check_webhook_url, webhook.url, webhook.allow_private_network,
-                                    resolver=self.resolver)
+            addresses = await asyncio.to_thread(check_webhook_url, webhook.url, webhook.allow_private_network,
+                                                resolver=self.resolver)
             body, content_type = payloads.render(webhook.format, event, base_url=self.settings.alerts.public_url,
                                                  receiver=webhook.name)
             signed = webhook_headers(event.event_id, int(time.time()), body, self.secrets.get(webhook.name))
-            resp = await self.client.post(webhook.url, content=body,
-                                          headers={**signed, "content-type": content_type},
-                                          timeout=effective_timeout(self.settings, webhook))
+            resp = await self._post(webhook, addresses, body, {**signed, "content-type": content_type})
             status_code, headers = resp.status_code, resp.headers
             outcome = classify_response(status_code, headers)
         except Exception as e:

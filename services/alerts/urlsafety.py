@@ -8,8 +8,11 @@ not a public unicast address, unless the webhook says
 
 Checking every resolved address matters: a name with one public and one
 private record would otherwise pass the check and connect to the private one.
-The check returns the addresses it approved so the caller can connect to
-exactly those, which closes the window for DNS rebinding between check and use.
+The check returns the addresses it approved and :func:`pinned_request` turns
+one of them into the request to send: connect to that address, speak to the
+URL's host (Host header, TLS server name and certificate check). The name is
+never resolved a second time, so DNS rebinding between check and use has no
+window.
 """
 
 from __future__ import annotations
@@ -18,6 +21,8 @@ import ipaddress
 import socket
 from typing import Callable
 from urllib.parse import urlsplit
+
+import httpx
 
 ALLOWED_SCHEMES = ("http", "https")
 FIX = "set 'allow_private_network: true' on this webhook if the receiver is meant to be on a private network"
@@ -102,3 +107,15 @@ def check_webhook_url(url: str, allow_private_network: bool = False,
                 f"webhook URL host {host!r} resolves to {a}, a {why} address; refusing to "
                 f"send alerts there. Fix: {FIX}")
     return addrs
+
+
+def pinned_request(url: str, address: str) -> tuple[str, dict[str, str], dict[str, str]]:
+    """``(url, headers, extensions)`` for an httpx request to ``url`` that connects to
+    ``address`` (one :func:`check_webhook_url` approved): the URL with the address as
+    its host, the original ``Host`` header and, for https, the original host as the
+    TLS server name, so SNI and the certificate check are unchanged."""
+    original = httpx.URL(url)
+    target = original.copy_with(host=address)
+    headers = {"host": original.netloc.decode("ascii")}
+    extensions = {"sni_hostname": original.raw_host.decode("ascii")} if original.scheme == "https" else {}
+    return str(target), headers, extensions

@@ -285,6 +285,30 @@ async def test_webhook_that_turns_private_after_start_is_refused_at_delivery(set
             assert rx.requests == []
 
 
+async def test_delivery_connects_only_to_the_address_the_check_approved(settings):
+    """DNS rebinding between the check and the connection: the check sees a public
+    address; the system resolver would say 127.0.0.1, where a receiver is listening.
+    The request must go to the approved address, never to the receiver."""
+    import socket
+
+    with WebhookReceiver() as rx:
+        def resolver(host, port, **kw):
+            return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("93.184.216.34", port))]
+
+        url = f"http://localhost:{rx.port}/hook"
+        s = alerts_settings(settings, rules=[count_rule("r")], webhooks=[webhook("hook", url, private=False, timeout="1s")])
+        async with running_alerts(s, resolver=resolver) as svc, api(svc) as client:
+            await breach(s)
+
+            async def attempted():
+                d = await firing_delivery(client, "r", "Acme")
+                return d if d and d["attempts"] and d["attempts"][0]["outcome"] != "in_flight" else None
+
+            record = await eventually(attempted, what="the first delivery attempt to end")
+            assert record["attempts"][0]["status_code"] is None  # nothing answered at 93.184.216.34
+            assert rx.requests == []
+
+
 async def test_counts_and_alert_state_survive_a_restart(settings):
     """Counts come back from the changelog; a re-sent post is not counted twice;
     a firing alert does not fire again after the restart."""

@@ -5,7 +5,7 @@ import socket
 import pytest
 
 from lyssna.alerts.urlsafety import (
-    UnsafeWebhookURL, WebhookURLResolutionError, check_webhook_url,
+    UnsafeWebhookURL, WebhookURLResolutionError, check_webhook_url, pinned_request,
 )
 
 
@@ -95,3 +95,20 @@ def test_resolution_failure_is_a_separate_retryable_error():
     with pytest.raises(WebhookURLResolutionError, match="does not resolve") as e:
         check_webhook_url("https://nowhere.invalid/", False, resolver=broken)
     assert not isinstance(e.value, UnsafeWebhookURL)
+
+
+@pytest.mark.parametrize("url, address, expected_url, host, sni", [
+    ("https://hooks.example.com/services/T0KEN?x=1", "93.184.216.34",
+     "https://93.184.216.34/services/T0KEN?x=1", "hooks.example.com", "hooks.example.com"),
+    ("http://hooks.example.com:8080/hook", "93.184.216.34",
+     "http://93.184.216.34:8080/hook", "hooks.example.com:8080", None),
+    ("https://hooks.example.com:8443/h", "2606:2800:220:1:248:1893:25c8:1946",
+     "https://[2606:2800:220:1:248:1893:25c8:1946]:8443/h", "hooks.example.com:8443", "hooks.example.com"),
+    ("https://bücher.example/h", "93.184.216.34",
+     "https://93.184.216.34/h", "xn--bcher-kva.example", "xn--bcher-kva.example"),
+])
+def test_pinned_request_connects_to_the_address_and_speaks_to_the_host(url, address, expected_url, host, sni):
+    target, headers, extensions = pinned_request(url, address)
+    assert target == expected_url
+    assert headers == {"host": host}
+    assert extensions == ({"sni_hostname": sni} if sni else {})
