@@ -1,12 +1,12 @@
 """The multilingual transformer encoder: texts in, L2-normalised sentence vectors out.
 
 E5 models expect the ``query: `` prefix and mean pooling over real tokens.
-Throughput comes from four things measured in bench/bench_classify.py:
+Throughput comes from five things measured in bench/bench_classify.py:
 batches sorted by token count (about 2% padding; sorting by characters left
-about 20%), bfloat16 matmuls on CPUs that have
-them (AMX/AVX-512 BF16), one single-threaded forward per core running side by
-side (post-length tensors are too small for intra-op threads to pay off), and
-no autograd bookkeeping.
+about 20%), bfloat16 matmuls on CPUs that have them (AMX/AVX-512 BF16), the
+feed-forward GELU fused into its matmul (cpu_fusion.py), one single-threaded
+forward per core running side by side (post-length tensors are too small for
+intra-op threads to pay off), and no autograd bookkeeping.
 """
 
 from __future__ import annotations
