@@ -78,14 +78,6 @@ def _options(arg: Any) -> argparse.Namespace:
     return opts
 
 
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def percentiles(values: list[float]) -> dict[str, float | None]:
     if not values:
         return {"p50": None, "p95": None, "p99": None, "n": 0}
@@ -136,7 +128,7 @@ def _cleanup(bootstrap: str, redis_url: str, bench_id: str) -> None:
 
 def run(settings_or_args: Any = None) -> dict:
     from lyssna.local.receiver import WebhookReceiver
-    from lyssna.local.stack import LOCAL, Stack, new_webhook_secret
+    from lyssna.local.stack import LOCAL, Stack, free_port, new_webhook_secret
 
     opts = _options(settings_or_args)
     bench_id = uuid.uuid4().hex[:8]

@@ -17,7 +17,6 @@ import json
 import os
 import random
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -28,6 +27,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+
+from lyssna.local.stack import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 GOAL_POSTS_PER_S = 5000
@@ -42,12 +43,6 @@ _TEXTS = [
     "Hyggelig intervju hos {org} i Oslo, men de brukte lang tid på å gi svar etter andre runde.",
 ]
 _ORGS = ["Nordvik Energi", "Kvarnby Bank", "Fjällhem Bostäder", "Acme Robotics"]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def make_batches(run_id: str, batches: int, batch_size: int, seed: int = 7) -> list[bytes]:
@@ -121,7 +116,7 @@ def run(settings_or_args: Any = None) -> dict:
     bench_id = uuid.uuid4().hex[:8]
     topic = f"bench.{bench_id}.posts.raw"
     prefix = f"bench:{bench_id}:"
-    port = _free_port()
+    port = free_port()
     key = uuid.uuid4().hex
     env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": opts.bootstrap_servers, "REDIS_URL": opts.redis_url,
            "LYSSNA_REDIS_PREFIX": prefix, "LYSSNA_TOPIC_POSTS_RAW": topic,
