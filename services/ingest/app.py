@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import redis.asyncio as aioredis
 from fastapi import Depends, FastAPI, Request
@@ -97,7 +97,6 @@ class IngestState:
     producer: PostProducer
     pipeline: Pipeline
     runner: object | None = None
-    api_keys: list[bytes] = field(default_factory=list)
 
 
 def build_state(settings: Settings, metrics: IngestMetrics | None = None,
@@ -112,8 +111,7 @@ def build_state(settings: Settings, metrics: IngestMetrics | None = None,
                   reservation_ttl_s=int(delivery_timeout_s * 3 + 30))
     pipeline = Pipeline(dedup=dedup, producer=producer, metrics=metrics, topic=topics.posts_raw,
                         deadletter_topic=topics.deadletter, max_text_chars=settings.ingest.max_text_chars)
-    return IngestState(settings, metrics, client, producer, pipeline,
-                       api_keys=[k.encode("utf-8") for k in settings.api_keys])
+    return IngestState(settings, metrics, client, producer, pipeline)
 
 
 def _error(status: int, detail: str, **extra) -> JSONResponse:
@@ -145,7 +143,7 @@ def create_app(settings: Settings, *, run_connectors: bool = False, metrics: Ing
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        if not state.api_keys:
+        if not settings.api_keys:
             log.warning("no API keys configured (LYSSNA_API_KEY): POST /v1/posts refuses every request")
         problem = await state.producer.check()
         if problem:
