@@ -10,7 +10,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Awaitable, Callable
+from typing import Any, Awaitable, Callable, Mapping
 
 from fastapi import APIRouter, Body, Depends, FastAPI, HTTPException, Query, Response, status
 from fastapi.responses import JSONResponse
@@ -227,6 +227,18 @@ def create_app(ctx: ApiContext) -> FastAPI:
     async def alert_deliveries(alert_id: str):
         return DeliveriesOut(deliveries=await store.deliveries_for_alert(alert_id))
 
+    async def delivery_or_404(delivery_id: str) -> DeliveryRecord:
+        record = await store.get_delivery(delivery_id)
+        if record is None:
+            raise HTTPException(404, f"no delivery {delivery_id!r}")
+        return record
+
+    async def redeliver_or_409(record: DeliveryRecord, disabled: Mapping[str, object]) -> DeliveryRecord:
+        try:
+            return await redeliver(store, record, disabled)
+        except ValueError as e:  # a delivery that cannot be sent again now, and why
+            raise HTTPException(409, str(e)) from None
+
     @v1.post("/alerts/{alert_id}/redeliver", response_model=DeliveriesOut, status_code=202, tags=["deliveries"])
     async def redeliver_alert(alert_id: str, body: RedeliverIn | None = Body(None)):
         body = body or RedeliverIn()
@@ -236,31 +248,17 @@ def create_app(ctx: ApiContext) -> FastAPI:
         if not records:
             raise HTTPException(404, f"no deliveries of alert {alert_id!r} match")
         disabled = await store.disabled_webhooks()
-        out = []
-        for r in records:
-            try:
-                out.append(await redeliver(store, r, disabled))
-            except ValueError as e:
-                raise HTTPException(409, str(e)) from None
-        return DeliveriesOut(deliveries=out)
+        return DeliveriesOut(deliveries=[await redeliver_or_409(r, disabled) for r in records])
 
     @v1.get("/deliveries/{delivery_id}", response_model=DeliveryRecord, tags=["deliveries"])
     async def get_delivery(delivery_id: str):
-        record = await store.get_delivery(delivery_id)
-        if record is None:
-            raise HTTPException(404, f"no delivery {delivery_id!r}")
-        return record
+        return await delivery_or_404(delivery_id)
 
     @v1.post("/deliveries/{delivery_id}/redeliver", response_model=DeliveryRecord, status_code=202,
              tags=["deliveries"])
     async def redeliver_one(delivery_id: str):
-        record = await store.get_delivery(delivery_id)
-        if record is None:
-            raise HTTPException(404, f"no delivery {delivery_id!r}")
-        try:
-            return await redeliver(store, record, await store.disabled_webhooks())
-        except ValueError as e:
-            raise HTTPException(409, str(e)) from None
+        record = await delivery_or_404(delivery_id)
+        return await redeliver_or_409(record, await store.disabled_webhooks())
 
     # ------------------------------------------------------------ silences
 
