@@ -81,10 +81,9 @@ class Encoder:
         # kernel: in bf16 it runs on AMX like the rest (see bench/bench_classify.py).
         net = AutoModel.from_pretrained(path, dtype=torch.float32,
                                         attn_implementation="eager" if precision == "bf16" else None).eval()
-        self.fused_blocks = 0
         if precision == "bf16":
             net = net.to(torch.bfloat16)
-            self.fused_blocks = fuse_feed_forward_gelu(net)
+            fuse_feed_forward_gelu(net)
         self.model = net
         self.dim = int(getattr(net.config, "hidden_size", 384)) * len(self.layers)
 
