@@ -11,6 +11,8 @@ from __future__ import annotations
 import os
 import socket
 import subprocess
+import sys
+import tempfile
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +20,27 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+
+# Loopback only, in this process and in every process a test starts (see
+# tests/netguard/loopback_only.py): set up before any test imports a client.
+_NETGUARD = ROOT / "tests" / "netguard"
+sys.path.insert(0, str(_NETGUARD))
+import loopback_only  # noqa: E402
+
+os.environ.setdefault(loopback_only.ENV_LOG, os.path.join(tempfile.mkdtemp(prefix="lyssna-netguard-"), "refused.log"))
+os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(_NETGUARD), os.environ.get("PYTHONPATH")) if p)
+loopback_only.install()
+
+
+@pytest.fixture(autouse=True)
+def loopback_only_network():
+    """Fail a test that tried to reach anything but loopback, even when the
+    code under test swallowed the refusal and carried on."""
+    before = len(loopback_only.violations())
+    yield
+    refused = loopback_only.violations()[before:]
+    if refused:
+        pytest.fail("the test tried to connect outside loopback:\n  " + "\n  ".join(refused), pytrace=False)
 KAFKA_PORT = int(os.environ.get("LYSSNA_KAFKA_PORT", "9092"))
 REDIS_PORT = int(os.environ.get("LYSSNA_REDIS_PORT", "6379"))
 

@@ -41,7 +41,7 @@ from .retry import Outcome, RetrySchedule, classify_exception, classify_response
 from .signing import webhook_headers
 from .silences import silenced_by
 from .store import OPEN_STATUSES, AlertsStore, Attempt, DeliveryRecord, DeliveryStatus, delivery_id
-from .urlsafety import check_webhook_url, pinned_request
+from .urlsafety import AddressPolicy, check_webhook_url, pinned_request, why_not_public
 
 log = logging.getLogger("lyssna.alerts.delivery")
 
@@ -212,7 +212,8 @@ class DeliveryWorker:
 
     def __init__(self, settings: Settings, store: AlertsStore, outbox: Outbox, metrics: AlertsMetrics,
                  schedule: RetrySchedule, secrets: Mapping[str, list[str]], *,
-                 resolver: Callable = socket.getaddrinfo, poll_interval: float = 0.25):
+                 resolver: Callable = socket.getaddrinfo, address_policy: AddressPolicy = why_not_public,
+                 poll_interval: float = 0.25):
         self.settings = settings
         self.store = store
         self.outbox = outbox
@@ -220,6 +221,7 @@ class DeliveryWorker:
         self.schedule = schedule
         self.secrets = secrets
         self.resolver = resolver
+        self.address_policy = address_policy
         self.poll_interval = poll_interval
         self.hooks = {w.name: w for w in settings.webhooks}
         longest = max([effective_timeout(settings, w) for w in settings.webhooks] or [0])
@@ -338,7 +340,7 @@ class DeliveryWorker:
         status_code, headers, error = None, None, None
         try:
             addresses = await asyncio.to_thread(check_webhook_url, webhook.url, webhook.allow_private_network,
-                                                resolver=self.resolver)
+                                                resolver=self.resolver, address_policy=self.address_policy)
             body, content_type = payloads.render(webhook.format, event, base_url=self.settings.alerts.public_url,
                                                  receiver=webhook.name)
             signed = webhook_headers(event.event_id, int(time.time()), body, self.secrets.get(webhook.name))

@@ -36,7 +36,8 @@ from .retry import RetrySchedule
 from .ruleset import RuleError, check_rule
 from .signing import SecretError, parse_secrets
 from .store import AlertsStore
-from .urlsafety import UnsafeWebhookURL, WebhookURLResolutionError, check_webhook_url
+from .urlsafety import (AddressPolicy, UnsafeWebhookURL, WebhookURLResolutionError, check_webhook_url,
+                        why_not_public)
 
 log = logging.getLogger("lyssna.alerts")
 
@@ -45,7 +46,8 @@ STOP_TIMEOUT_S = 30
 
 
 def check_settings(settings: Settings, *, env: Mapping[str, str] = os.environ,
-                   resolver: Callable = socket.getaddrinfo) -> dict[str, list[str]]:
+                   resolver: Callable = socket.getaddrinfo,
+                   address_policy: AddressPolicy = why_not_public) -> dict[str, list[str]]:
     """Refuse what cannot run; return each webhook's signing secrets.
 
     Raises :class:`ConfigError` listing every problem with its fix. A webhook
@@ -57,7 +59,7 @@ def check_settings(settings: Settings, *, env: Mapping[str, str] = os.environ,
     for i, w in enumerate(settings.webhooks):
         where = f"webhooks[{i}] ({w.name})"
         try:
-            check_webhook_url(w.url, w.allow_private_network, resolver=resolver)
+            check_webhook_url(w.url, w.allow_private_network, resolver=resolver, address_policy=address_policy)
         except UnsafeWebhookURL as e:
             problems.append(f"{where}.url: {str(e).replace(w.url, mask_url(w.url))}")
         except WebhookURLResolutionError as e:
@@ -84,10 +86,12 @@ def check_settings(settings: Settings, *, env: Mapping[str, str] = os.environ,
 
 class AlertsService:
     def __init__(self, settings: Settings, *, env: Mapping[str, str] | None = None,
-                 resolver: Callable = socket.getaddrinfo, serve_api: bool = True):
+                 resolver: Callable = socket.getaddrinfo, address_policy: AddressPolicy = why_not_public,
+                 serve_api: bool = True):
         self.settings = settings
         self.env = os.environ if env is None else env
         self.resolver = resolver
+        self.address_policy = address_policy
         self.serve_api = serve_api
         self.metrics = AlertsMetrics()
         self._tasks: dict[str, asyncio.Task] = {}
@@ -97,7 +101,8 @@ class AlertsService:
         self.worker: DeliveryWorker | None = None
 
     async def start(self) -> None:
-        secrets = check_settings(self.settings, env=self.env, resolver=self.resolver)
+        secrets = check_settings(self.settings, env=self.env, resolver=self.resolver,
+                                 address_policy=self.address_policy)
         try:
             await self._start(secrets)
         except BaseException:
@@ -120,7 +125,7 @@ class AlertsService:
         self._started.append(self.outbox)
 
         self.worker = DeliveryWorker(s, self.store, self.outbox, self.metrics, schedule, secrets,
-                                     resolver=self.resolver)
+                                     resolver=self.resolver, address_policy=self.address_policy)
         self.reader = OutboxReader(s, self.store, self.outbox, self.metrics, schedule,
                                    on_queued=self.worker.wake)
         self.counter = Counter(s, on_counted=lambda org: self.engine.mark_dirty(org),

@@ -28,6 +28,10 @@ ALLOWED_SCHEMES = ("http", "https")
 FIX = "set 'allow_private_network: true' on this webhook if the receiver is meant to be on a private network"
 
 Resolver = Callable[..., list]
+# Why an address must not be called, or None when it may. The default refuses
+# every non-public address; tests swap it to approve one loopback address as if
+# it were public, so no test ever needs a real public address.
+AddressPolicy = Callable[[ipaddress.IPv4Address | ipaddress.IPv6Address], "str | None"]
 
 
 class UnsafeWebhookURL(ValueError):
@@ -39,14 +43,14 @@ class WebhookURLResolutionError(OSError):
     """The host did not resolve now; this may pass, so delivery retries."""
 
 
-def _why_not_public(addr: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str | None:
+def why_not_public(addr: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str | None:
     if isinstance(addr, ipaddress.IPv6Address):
         # An IPv6 form that only wraps an IPv4 address is judged by that address.
         embedded = addr.ipv4_mapped or addr.sixtofour
         if embedded is None and addr in ipaddress.ip_network("64:ff9b::/96"):  # NAT64
             embedded = ipaddress.IPv4Address(int(addr) & 0xFFFFFFFF)
         if embedded is not None:
-            why = _why_not_public(embedded)
+            why = why_not_public(embedded)
             return f"{why} (embedded in {addr})" if why else None
     for attr, label in (("is_unspecified", "unspecified"), ("is_loopback", "loopback"),
                         ("is_link_local", "link-local"), ("is_multicast", "multicast"),
@@ -71,7 +75,8 @@ def _resolve(host: str, port: int, resolver: Resolver) -> list[str]:
 
 
 def check_webhook_url(url: str, allow_private_network: bool = False,
-                      resolver: Resolver = socket.getaddrinfo) -> list[str]:
+                      resolver: Resolver = socket.getaddrinfo,
+                      address_policy: AddressPolicy = why_not_public) -> list[str]:
     """Refuse ``url`` unless it is http(s) to a host whose every address is public.
 
     Returns the resolved addresses (empty when ``allow_private_network`` skips
@@ -101,7 +106,7 @@ def check_webhook_url(url: str, allow_private_network: bool = False,
         except ValueError:
             raise UnsafeWebhookURL(f"webhook URL host {host!r} resolved to {a!r}, "
                                    f"which is not an IP address") from None
-        why = _why_not_public(addr)
+        why = address_policy(addr)
         if why:
             raise UnsafeWebhookURL(
                 f"webhook URL host {host!r} resolves to {a}, a {why} address; refusing to "

@@ -258,6 +258,19 @@ async def test_webhook_on_loopback_without_opt_in_is_refused_at_start(settings):
     assert "T0KEN" not in msg
 
 
+# 127.0.0.2 plays "a public address" in these tests: the policy below approves
+# it, so the tests prove the rebinding guards without ever connecting to an
+# address outside the loopback range.
+STAND_IN_PUBLIC = "127.0.0.2"
+
+
+def stand_in_policy(addr):
+    """The default policy, except that STAND_IN_PUBLIC counts as public."""
+    from lyssna.alerts.urlsafety import why_not_public
+
+    return None if str(addr) == STAND_IN_PUBLIC else why_not_public(addr)
+
+
 async def test_webhook_that_turns_private_after_start_is_refused_at_delivery(settings):
     """DNS rebinding: the name was public at start-up and points at loopback when sending."""
     import socket
@@ -267,12 +280,12 @@ async def test_webhook_that_turns_private_after_start_is_refused_at_delivery(set
 
         def resolver(host, port, **kw):
             calls.append(host)
-            addr = "93.184.216.34" if len(calls) == 1 else "127.0.0.1"
+            addr = STAND_IN_PUBLIC if len(calls) == 1 else "127.0.0.1"
             return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (addr, port))]
 
         url = f"http://hooks.example.com:{rx.port}/hook"
         s = alerts_settings(settings, rules=[count_rule("r")], webhooks=[webhook("hook", url, private=False)])
-        async with running_alerts(s, resolver=resolver) as svc, api(svc) as client:
+        async with running_alerts(s, resolver=resolver, address_policy=stand_in_policy) as svc, api(svc) as client:
             await breach(s)
 
             async def failed():
@@ -283,30 +296,36 @@ async def test_webhook_that_turns_private_after_start_is_refused_at_delivery(set
             error = record["attempts"][0]["error"]
             assert "127.0.0.1" in error and "loopback" in error and "allow_private_network" in error
             assert rx.requests == []
+            assert len(calls) >= 2  # the start-up check and the delivery both resolved
 
 
 async def test_delivery_connects_only_to_the_address_the_check_approved(settings):
-    """DNS rebinding between the check and the connection: the check sees a public
-    address; the system resolver would say 127.0.0.1, where a receiver is listening.
-    The request must go to the approved address, never to the receiver."""
+    """DNS rebinding between the check and the connection: the check approves
+    STAND_IN_PUBLIC; the system resolver would say 127.0.0.1 for "localhost",
+    where another receiver listens on the same port. The request must reach the
+    approved address and never the other one."""
     import socket
 
-    with WebhookReceiver() as rx:
-        def resolver(host, port, **kw):
-            return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("93.184.216.34", port))]
+    with WebhookReceiver(host="127.0.0.1") as elsewhere:
+        with WebhookReceiver(host=STAND_IN_PUBLIC, port=elsewhere.port) as approved:
+            def resolver(host, port, **kw):
+                return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (STAND_IN_PUBLIC, port))]
 
-        url = f"http://localhost:{rx.port}/hook"
-        s = alerts_settings(settings, rules=[count_rule("r")], webhooks=[webhook("hook", url, private=False, timeout="1s")])
-        async with running_alerts(s, resolver=resolver) as svc, api(svc) as client:
-            await breach(s)
+            url = f"http://localhost:{elsewhere.port}/hook"
+            s = alerts_settings(settings, rules=[count_rule("r")],
+                                webhooks=[webhook("hook", url, private=False, timeout="5s")])
+            async with running_alerts(s, resolver=resolver, address_policy=stand_in_policy) as svc, \
+                    api(svc) as client:
+                await breach(s)
 
-            async def attempted():
-                d = await firing_delivery(client, "r", "Acme")
-                return d if d and d["attempts"] and d["attempts"][0]["outcome"] != "in_flight" else None
+                async def delivered():
+                    d = await firing_delivery(client, "r", "Acme")
+                    return d if d and d["status"] == "delivered" else None
 
-            record = await eventually(attempted, what="the first delivery attempt to end")
-            assert record["attempts"][0]["status_code"] is None  # nothing answered at 93.184.216.34
-            assert rx.requests == []
+                await eventually(delivered, what="the delivery to the approved address")
+                assert len(approved.requests) == 1
+                assert approved.requests[0].headers.get("host") == f"localhost:{elsewhere.port}"
+                assert elsewhere.requests == []
 
 
 async def test_counts_and_alert_state_survive_a_restart(settings):
