@@ -22,8 +22,27 @@ import torch
 from torch import nn
 
 
-def fused_linear_gelu_available() -> bool:
-    return hasattr(torch.ops.mkldnn, "_linear_pointwise") and torch.backends.mkldnn.is_available()
+_probed: dict[torch.dtype, bool] = {}
+
+
+def fused_linear_gelu_available(dtype: torch.dtype = torch.float32) -> bool:
+    """Whether oneDNN can run linear+GELU in ``dtype`` on this CPU.
+
+    Asked by running the kernel once on a tiny input: oneDNN builds its bf16
+    kernels from the CPU's features, and on a CPU without AVX-512 BF16/AMX (e.g.
+    AMD Zen 3, AVX2 only) it has no bf16 inner product with a GELU post-op and
+    raises, so the caller runs the model unfused instead.
+    """
+    if dtype not in _probed:
+        ok = hasattr(torch.ops.mkldnn, "_linear_pointwise") and torch.backends.mkldnn.is_available()
+        if ok:
+            try:
+                x, w = torch.ones(2, 16, dtype=dtype), torch.ones(16, 16, dtype=dtype)
+                torch.ops.mkldnn._linear_pointwise(x, w, torch.zeros(16, dtype=dtype), "gelu", [], "none")
+            except RuntimeError:
+                ok = False
+        _probed[dtype] = ok
+    return _probed[dtype]
 
 
 class LinearGelu(nn.Module):
@@ -49,8 +68,10 @@ def _is_exact_gelu_block(module: nn.Module) -> bool:
 
 
 def fuse_feed_forward_gelu(model: nn.Module) -> int:
-    """Swap each exact-GELU feed-forward block for :class:`LinearGelu`; returns how many."""
-    if not fused_linear_gelu_available():
+    """Swap each exact-GELU feed-forward block for :class:`LinearGelu`; returns how many
+    (none where this CPU has no fused kernel for the model's dtype)."""
+    dtype = next((p.dtype for p in model.parameters()), torch.float32)
+    if not fused_linear_gelu_available(dtype):
         return 0
     swaps = [(parent, name, child) for parent in model.modules()
              for name, child in parent.named_children() if _is_exact_gelu_block(child)]
