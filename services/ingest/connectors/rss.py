@@ -12,10 +12,9 @@ feed still lists. feedparser reads the bytes, so the declared encoding
 from __future__ import annotations
 
 import asyncio
-import calendar
 import hashlib
 import json
-from datetime import datetime, timezone
+from datetime import datetime, timezone, tzinfo
 from typing import Any, AsyncIterator
 
 import feedparser
@@ -27,20 +26,44 @@ from lyssna.common.contracts import Post
 from ..html_text import html_to_text
 from ..normalize import Rejection
 from .base import USER_AGENT, Batch, Connector, SourceError, clip_text
+from .feed_dates import parse_feed_date, to_utc
 
 _ACCEPT = "application/rss+xml, application/atom+xml, application/xml;q=0.9, text/xml;q=0.9, */*;q=0.5"
 _RETRYABLE = {429, 500, 502, 503, 504}
 
 
-def _when(entry: Any) -> datetime | None:
-    for key in ("published_parsed", "updated_parsed", "created_parsed"):
-        t = entry.get(key)
-        if t:
-            try:
-                return datetime.fromtimestamp(calendar.timegm(t), tz=timezone.utc)
-            except (OverflowError, ValueError, OSError):
-                continue
+_DATE_KEYS = ("published", "updated", "created")
+
+
+def _when(entry: Any, feed_zone: tzinfo = timezone.utc) -> datetime | None:
+    """The entry's first date that is a real instant. The raw strings are read by
+    feed_dates, not feedparser's ``*_parsed`` (which rolls 25:14 over into the next
+    day, fills missing parts from today and drops PM)."""
+    for key in _DATE_KEYS:
+        dt = to_utc(parse_feed_date(dict.get(entry, key)), feed_zone)
+        if dt is not None:
+            return dt
     return None
+
+
+def feed_zone(feed: Any) -> tzinfo:
+    """The zone of the feed's own dates: a feed that writes an entry's time without
+    a zone (``Sat, Dec 16 2023 02:02:33 PM``) means its local time, which its
+    channel date usually states. UTC when the feed says nothing."""
+    for key in _DATE_KEYS:
+        dt = parse_feed_date(dict.get(feed, key))
+        if dt is not None and dt.tzinfo is not None:
+            return dt.tzinfo
+    return timezone.utc
+
+
+def _body_html(entry: Any) -> str | None:
+    """The first content with a value, else the summary: an Atom ``<content src=...>``
+    has no inline value and must not hide the entry's ``<summary>``."""
+    for c in entry.get("content") or []:
+        if (c.get("value") or "").strip():
+            return c.get("value")
+    return entry.get("summary")
 
 
 def _lang(value: str | None) -> str | None:
@@ -62,12 +85,12 @@ def entry_id(feed_url: str, entry: Any) -> str | None:
 
 
 def entry_to_post(entry: Any, *, feed_url: str, feed_lang: str | None = None,
-                  fetched_at: datetime | None = None) -> Post | Rejection | None:
+                  fetched_at: datetime | None = None,
+                  zone: tzinfo = timezone.utc) -> Post | Rejection | None:
     """One feedparser entry as a Post; None for an entry without any text."""
     title = html_to_text(entry.get("title"))
     content = entry.get("content") or []
-    body_html = content[0].get("value") if content else entry.get("summary")
-    body = html_to_text(body_html)
+    body = html_to_text(_body_html(entry))
     if body.startswith(title) and title:
         title = ""  # some feeds repeat the title as the first line of the summary
     text = "\n\n".join(p for p in (title, body) if p)
@@ -80,7 +103,7 @@ def entry_to_post(entry: Any, *, feed_url: str, feed_lang: str | None = None,
     author = entry.get("author")
     fields: dict[str, Any] = dict(
         id=post_id, source="rss", url=link[:2048] if link else None,
-        author=author[:512] if author else None, text=clip_text(text), created_at=_when(entry),
+        author=author[:512] if author else None, text=clip_text(text), created_at=_when(entry, zone),
         lang_hint=_lang((content[0].get("language") if content else None) or feed_lang),
         metadata={"feed": feed_url, **({"guid": entry["id"][:512]} if entry.get("id") else {})},
     )
@@ -102,9 +125,10 @@ def parse_feed(content: bytes, *, feed_url: str, content_type: str | None = None
     if parsed.bozo and not parsed.entries and not parsed.feed.get("title"):
         raise SourceError(f"{feed_url} is not an RSS or Atom feed: {parsed.get('bozo_exception')}")
     feed_lang = parsed.feed.get("language")
+    zone = feed_zone(parsed.feed)
     out = []
     for entry in parsed.entries:
-        item = entry_to_post(entry, feed_url=feed_url, feed_lang=feed_lang, fetched_at=fetched_at)
+        item = entry_to_post(entry, feed_url=feed_url, feed_lang=feed_lang, fetched_at=fetched_at, zone=zone)
         if item is not None:
             out.append(item)
     return out
