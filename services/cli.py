@@ -36,8 +36,14 @@ def main() -> None:
               help="YAML settings file (default: $LYSSNA_CONFIG).")
 def serve(service: str, config: str | None) -> None:
     """Run one service in the foreground (what `make up` and the images run)."""
+    from lyssna.common.config import ConfigError
+
     settings = _settings(config)
-    importlib.import_module(f"lyssna.{service}.service").run(settings)
+    try:
+        importlib.import_module(f"lyssna.{service}.service").run(settings)
+    except ConfigError as e:  # found at start-up, e.g. by asking Redis: same exit as a bad file
+        click.echo(f"lyssna: {e}", err=True)
+        sys.exit(2)
 
 
 @main.command()

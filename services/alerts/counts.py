@@ -230,7 +230,8 @@ class Counter:
         partitions = settings.kafka.partitions
         self.app = faust.App(
             a.app_id, broker=brokers, store="memory://", web_enabled=False, autodiscover=False,
-            datadir=str(self.datadir), topic_partitions=partitions, topic_replication_factor=1,
+            datadir=str(self.datadir), topic_partitions=partitions,
+            topic_replication_factor=settings.kafka.replication_factor,
             key_serializer="raw", value_serializer="raw", producer_acks=-1,
             consumer_auto_offset_reset="earliest", table_standby_replicas=0,
             # After a crash the dead member holds its partitions until its session

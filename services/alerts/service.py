@@ -23,6 +23,7 @@ from redis.asyncio import Redis
 
 from lyssna.common.config import ConfigError, Settings
 from lyssna.common.kafka_admin import ensure_topics
+from lyssna.common.redis_policy import refuse_evicting_redis
 from lyssna.common.logs import setup_logging
 from lyssna.common.runtime import EmbeddedServer, first_crash, run_until_signal, watch_lag
 
@@ -114,9 +115,10 @@ class AlertsService:
         topics = s.kafka.topics
         await asyncio.to_thread(ensure_topics, s.kafka.bootstrap_servers,
                                 [topics.posts_classified, topics.alerts_events, topics.deadletter],
-                                s.kafka.partitions)
+                                **s.kafka.topic_layout())
         self.redis = Redis.from_url(s.redis.url, socket_timeout=10, socket_connect_timeout=5,
                                     health_check_interval=30)
+        await refuse_evicting_redis(self.redis, "alerts")
         self.store = AlertsStore(self.redis, s.redis.key_prefix, history_retention=s.alerts.history_retention)
         schedule = RetrySchedule(s.alerts.retry_schedule)
 

@@ -69,7 +69,8 @@ class ClassifyService:
         if self.classifier is None:
             self.classifier = await asyncio.to_thread(Classifier.from_settings, s)
         await asyncio.to_thread(ensure_topics, s.kafka.bootstrap_servers,
-                                [topics.posts_raw, topics.posts_classified, topics.deadletter], s.kafka.partitions)
+                                [topics.posts_raw, topics.posts_classified, topics.deadletter],
+                                **s.kafka.topic_layout())
         self.app = faust.App(
             self.app_id, broker=f"kafka://{s.kafka.bootstrap_servers}", store="memory://",
             web_enabled=False, producer_acks=-1, topic_partitions=s.kafka.partitions,

@@ -49,6 +49,25 @@ class KafkaSettings(_Section):
     bootstrap_servers: str = "127.0.0.1:9092"
     topics: KafkaTopics = KafkaTopics()
     partitions: int = Field(3, ge=1)
+    # Of the topics Lyssna creates (its own and the Faust changelogs). The
+    # defaults fit one dev broker; production: 3 and 2 (deploy/README.md).
+    replication_factor: int = Field(1, ge=1)
+    min_insync_replicas: int = Field(1, ge=1)
+
+    @model_validator(mode="after")
+    def _insync_within_replicas(self) -> "KafkaSettings":
+        if self.min_insync_replicas > self.replication_factor:
+            raise ValueError(f"min_insync_replicas ({self.min_insync_replicas}) is larger than replication_factor "
+                             f"({self.replication_factor}): no write could ever succeed. Fix: set "
+                             f"kafka.min_insync_replicas to at most kafka.replication_factor (e.g. 3 and 2)")
+        return self
+
+    def topic_layout(self) -> dict[str, int]:
+        """How the topics Lyssna creates are laid out (``ensure_topics`` keywords)."""
+        return {"partitions": self.partitions, "replication_factor": self.replication_factor,
+                "min_insync_replicas": self.min_insync_replicas}
+
+
 
 
 class RedisSettings(_Section):
@@ -265,6 +284,8 @@ class _RefError(ValueError):
 # secrets are overridable; what to watch lives in the file.
 ENV_OVERRIDES: dict[str, tuple[str, ...]] = {
     "KAFKA_BOOTSTRAP_SERVERS": ("kafka", "bootstrap_servers"),
+    "LYSSNA_KAFKA_REPLICATION_FACTOR": ("kafka", "replication_factor"),
+    "LYSSNA_KAFKA_MIN_INSYNC_REPLICAS": ("kafka", "min_insync_replicas"),
     "REDIS_URL": ("redis", "url"),
     "LYSSNA_REDIS_PREFIX": ("redis", "key_prefix"),
     "LYSSNA_INGEST_HOST": ("ingest", "host"),

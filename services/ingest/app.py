@@ -27,6 +27,7 @@ from starlette.requests import ClientDisconnect
 
 from lyssna.common.auth import FASTAPI_NO_PUBLIC_DOCS, add_protected_openapi, api_key_dependency
 from lyssna.common.config import Settings
+from lyssna.common.redis_policy import refuse_evicting_redis
 
 from .connectors.base import CursorStore
 from .dedup import Dedup
@@ -105,7 +106,7 @@ def build_state(settings: Settings, metrics: IngestMetrics | None = None,
     client = aioredis.Redis.from_url(settings.redis.url, socket_timeout=5, socket_connect_timeout=2)
     topics = settings.kafka.topics
     producer = PostProducer(settings.kafka.bootstrap_servers, topics=[topics.posts_raw, topics.deadletter],
-                            partitions=settings.kafka.partitions, delivery_timeout_s=delivery_timeout_s,
+                            topic_layout=settings.kafka.topic_layout(), delivery_timeout_s=delivery_timeout_s,
                             on_latency=metrics.produce_latency.observe)
     dedup = Dedup(client, settings.redis.key_prefix, int(settings.ingest.dedup_ttl.total_seconds()),
                   reservation_ttl_s=int(delivery_timeout_s * 3 + 30))
@@ -145,6 +146,7 @@ def create_app(settings: Settings, *, run_connectors: bool = False, metrics: Ing
     async def lifespan(app: FastAPI):
         if not settings.api_keys:
             log.warning("no API keys configured (LYSSNA_API_KEY): POST /v1/posts refuses every request")
+        await refuse_evicting_redis(state.redis, "ingest")
         problem = await state.producer.check()
         if problem:
             log.warning("kafka not reachable at start-up; answering 503 until it is", extra={"error": problem})

@@ -19,7 +19,7 @@ import logging
 import socket
 import threading
 import time
-from typing import Sequence
+from typing import Mapping, Sequence
 
 from kafka import KafkaProducer
 from kafka.errors import KafkaError, KafkaTimeoutError
@@ -58,13 +58,15 @@ def tcp_reachable(addresses: Sequence[tuple[str, int]], timeout_s: float = 1.0) 
 
 
 class PostProducer:
-    def __init__(self, bootstrap_servers: str, *, topics: Sequence[str] = (), partitions: int = 3,
+    def __init__(self, bootstrap_servers: str, *, topics: Sequence[str] = (),
+                 topic_layout: Mapping[str, int] | None = None,
                  client_id: str = "lyssna-ingest", delivery_timeout_s: float = 10.0,
                  linger_ms: int = 5, batch_size: int = 512 * 1024, on_latency=None):
         self.bootstrap_servers = bootstrap_servers
         self._addresses = bootstrap_addresses(bootstrap_servers)
         self._topics = list(topics)
-        self._partitions = partitions
+        # ensure_topics keywords: partitions, replication_factor, min_insync_replicas
+        self._topic_layout = dict(topic_layout or {"partitions": 3})
         self._client_id = client_id
         self._delivery_timeout_ms = int(delivery_timeout_s * 1000)
         self._request_timeout_ms = max(1000, self._delivery_timeout_ms // 2 - linger_ms)
@@ -90,7 +92,7 @@ class PostProducer:
                 raise KafkaUnavailable(f"no Kafka broker accepts connections at {self.bootstrap_servers}")
             try:
                 if self._topics:
-                    ensure_topics(self.bootstrap_servers, self._topics, self._partitions, timeout_ms=5000)
+                    ensure_topics(self.bootstrap_servers, self._topics, timeout_ms=5000, **self._topic_layout)
                 self._producer = KafkaProducer(
                     bootstrap_servers=self.bootstrap_servers, client_id=self._client_id,
                     acks="all", enable_idempotence=True,
