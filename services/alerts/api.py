@@ -1,8 +1,11 @@
 """The alerts HTTP API: rules, alerts and their history, silences, deliveries, webhooks.
 
-Everything under ``/v1`` needs ``Authorization: Bearer <API key>``;
-``/healthz``, ``/readyz`` and ``/metrics`` do not. Responses never carry
-secrets: webhook URLs are shown as scheme, host and port only.
+Everything under ``/v1`` needs ``Authorization: Bearer <API key>``: reading
+(GET) needs a key with the ``read`` scope, every write (rules, silences,
+webhooks, redeliveries) one with ``admin``. ``/healthz``, ``/readyz`` and
+``/metrics`` need none. The key, the body size and the concurrency cap are
+checked before a body is read (``lyssna.common.http_guard``). Responses never
+carry secrets: webhook URLs are shown as scheme, host and port only.
 """
 
 from __future__ import annotations
@@ -12,20 +15,21 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Awaitable, Callable, Mapping
 
-from fastapi import APIRouter, Body, Depends, FastAPI, HTTPException, Query, Response, status
+from fastapi import APIRouter, Body, FastAPI, HTTPException, Query, Response, status
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from lyssna.common.auth import FASTAPI_NO_PUBLIC_DOCS, add_protected_openapi, api_key_dependency
+from lyssna.common.auth import ADMIN, FASTAPI_NO_PUBLIC_DOCS, READ, add_protected_openapi, key_ring
 from lyssna.common.config import RuleConfig, Settings
 from lyssna.common.contracts import AlertEvent, utcnow
+from lyssna.common.http_guard import guard
 
 from .delivery import mask_url, redeliver
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from .metrics import AlertsMetrics
 from .ruleset import RuleError, check_rule, merge
-from .silences import Silence
+from .silences import LABELS, Silence, matcher_problems
 from .store import AlertsStore, DeliveryRecord
 
 
@@ -84,11 +88,20 @@ class RedeliverIn(BaseModel):
 
 class SilenceIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    matchers: dict[str, str] = Field(min_length=1)
+    # At most an exact and a pattern matcher per label.
+    matchers: dict[str, str] = Field(min_length=1, max_length=2 * len(LABELS))
     starts_at: datetime | None = Field(None, description="default: now")
     ends_at: datetime
     created_by: str = Field(min_length=1, max_length=256)
     comment: str = Field("", max_length=2000)
+
+    @field_validator("matchers")
+    @classmethod
+    def _safe_matchers(cls, v: dict[str, str]) -> dict[str, str]:
+        problems = matcher_problems(v)
+        if problems:
+            raise ValueError("; ".join(problems))
+        return v
 
 
 class SilencesOut(BaseModel):
@@ -116,13 +129,25 @@ def _event_json(e: AlertEvent) -> dict[str, Any]:
 
 # ---------------------------------------------------------------- app
 
+def required_scope(method: str, path: str) -> str:
+    """Reading needs ``read``; anything that changes what is alerted or delivered, ``admin``."""
+    return READ if method in ("GET", "HEAD") else ADMIN
+
+
+def short_state(check: str) -> str:
+    """A readiness value without its detail ("unreachable: ConnectionError" -> "unreachable"):
+    /readyz is public."""
+    return check.split(":", 1)[0]
+
+
 def create_app(ctx: ApiContext) -> FastAPI:
     settings, store = ctx.settings, ctx.store
-    require_key = api_key_dependency(settings.api_keys, "alerts")
 
     app = FastAPI(title="Lyssna alerts", version="1", **FASTAPI_NO_PUBLIC_DOCS,
                   description="Rules, alerts, silences and webhook deliveries of Lyssna.")
-    add_protected_openapi(app, require_key)
+    guard(app, settings.alerts, keys=key_ring(settings.api_keys, settings.scoped_api_keys),
+          required_scope=required_scope, service="alerts")
+    add_protected_openapi(app)
 
     @app.get("/healthz", tags=["health"])
     async def healthz() -> dict[str, str]:
@@ -130,7 +155,7 @@ def create_app(ctx: ApiContext) -> FastAPI:
 
     @app.get("/readyz", tags=["health"])
     async def readyz() -> JSONResponse:
-        checks = await ctx.readiness()
+        checks = {name: short_state(v) for name, v in (await ctx.readiness()).items()}
         ready = all(v == "ok" for v in checks.values())
         return JSONResponse({"status": "ready" if ready else "not ready", "checks": checks},
                             status_code=200 if ready else 503)
@@ -140,7 +165,7 @@ def create_app(ctx: ApiContext) -> FastAPI:
         ctx.metrics.retry_queue_depth.set(await store.queue_depth())
         return Response(ctx.metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
-    v1 = APIRouter(prefix="/v1", dependencies=[Depends(require_key)])
+    v1 = APIRouter(prefix="/v1")
 
     # ------------------------------------------------------------ rules
 

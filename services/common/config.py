@@ -20,6 +20,7 @@ from pydantic import (
     field_validator, model_validator,
 )
 
+from .auth import ALL_SCOPES_VAR, KEY_VARIABLES, parse_key_list
 from .contracts import Label, Sentiment, Topics
 from .durations import format_duration, parse_duration
 
@@ -80,9 +81,18 @@ class ServerSettings(_Section):
     port: int = Field(ge=1, le=65535)
 
 
-class IngestSettings(ServerSettings):
+class ApiServerSettings(ServerSettings):
+    """A server with an authenticated API (ingest, alerts). Worst case, the bodies held at
+    once take max_concurrent_requests x max_body_bytes of memory."""
+    max_body_bytes: int = Field(1024 * 1024, ge=1024, description="larger request bodies get 413")
+    max_concurrent_requests: int = Field(16, ge=1, le=10_000,
+                                         description="authenticated requests handled at once; more get 503 "
+                                                     "with Retry-After (health and metrics are not counted)")
+
+
+class IngestSettings(ApiServerSettings):
     port: int = Field(8081, ge=1, le=65535)
-    max_body_bytes: int = Field(10 * 1024 * 1024, ge=1024)
+    max_body_bytes: int = Field(10 * 1024 * 1024, ge=1024, description="larger request bodies get 413")
     max_batch_items: int = Field(5000, ge=1)
     max_text_chars: int = Field(20_000, ge=1)
     dedup_ttl: Duration = timedelta(days=7)
@@ -100,7 +110,7 @@ class ClassifySettings(ServerSettings):
                         description="Kafka consumer group of the classify workers")
 
 
-class AlertsSettings(ServerSettings):
+class AlertsSettings(ApiServerSettings):
     port: int = Field(8083, ge=1, le=65535)
     samples_per_alert: int = Field(3, ge=0, le=20)
     delivery_timeout: Duration = timedelta(seconds=10)
@@ -241,8 +251,10 @@ class Settings(_Section):
     rules: list[RuleConfig] = Field(default_factory=list)
     webhooks: list[WebhookConfig] = Field(default_factory=list)
     # Never read from the file: keys come from the environment only, so a
-    # committed config cannot leak them.
+    # committed config cannot leak them. api_keys (LYSSNA_API_KEY) carry every
+    # scope; scoped_api_keys maps a scope to the keys that carry it (lyssna.common.auth).
     api_keys: list[str] = Field(default_factory=list, exclude=True, repr=False)
+    scoped_api_keys: dict[str, list[str]] = Field(default_factory=dict, exclude=True, repr=False)
 
     @model_validator(mode="after")
     def _cross_references(self):
@@ -436,6 +448,22 @@ def load_settings(path: str | os.PathLike | None = None,
         settings = Settings.model_validate(data)
     except ValidationError as e:
         raise ConfigError(_format_errors(source, lines, e)) from None
-    keys = [k.strip() for k in env.get("LYSSNA_API_KEY", "").split(",") if k.strip()]
-    return settings.model_copy(update={"api_keys": keys})
+    return settings.model_copy(update=_api_keys(env))
+
+
+def _api_keys(env: Mapping[str, str]) -> dict[str, Any]:
+    """``api_keys`` and ``scoped_api_keys`` from the variables in ``auth.KEY_VARIABLES``."""
+    scoped: dict[str, list[str]] = {}
+    every: list[str] = []
+    for var, scopes in KEY_VARIABLES.items():
+        try:
+            keys = parse_key_list(var, env.get(var, ""))
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
+        if var == ALL_SCOPES_VAR:
+            every = keys
+        else:
+            for scope in scopes:
+                scoped.setdefault(scope, []).extend(keys)
+    return {"api_keys": every, "scoped_api_keys": scoped}
 

@@ -8,9 +8,14 @@ Answers of ``POST /v1/posts``:
   listed in ``ignored_fields``.
 - 400: not UTF-8 or not JSON (``position`` gives line, column and byte offset),
   or not a post/array of posts. Nothing was accepted.
-- 401: missing or wrong API key.  413: body or batch too large.  415: media type.
+- 401: missing or wrong API key.  403: the key lacks the ``ingest`` scope.
+  413: body or batch too large.  415: media type.
 - 503: Kafka or Redis unreachable; nothing was accepted (``results`` says so per
-  item), retry after ``Retry-After`` seconds.
+  item), or ``ingest.max_concurrent_requests`` are in flight; retry after
+  ``Retry-After`` seconds.
+
+The key, the body size and the concurrency cap are checked before the body is
+read (``lyssna.common.http_guard``).
 """
 
 from __future__ import annotations
@@ -21,13 +26,14 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 import redis.asyncio as aioredis
-from fastapi import Depends, FastAPI, Request
+from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.requests import ClientDisconnect
 
-from lyssna.common.auth import FASTAPI_NO_PUBLIC_DOCS, add_protected_openapi, api_key_dependency
+from lyssna.common.auth import FASTAPI_NO_PUBLIC_DOCS, INGEST, READ, add_protected_openapi, key_ring
 from lyssna.common.config import Settings
 from lyssna.common.redis_policy import refuse_evicting_redis
+from lyssna.common.http_guard import guard
 
 from .connectors.base import CursorStore
 from .dedup import Dedup
@@ -84,9 +90,11 @@ _POSTS_RESPONSES = {
                        "rejected": {"type": "integer"}, "results": {"type": "array", "items": _RESULT_SCHEMA}}}}}},
     400: {"description": "not UTF-8 or not JSON; nothing accepted", "content": {"application/json": {"schema": _DETAIL}}},
     401: {"description": "missing or invalid API key", "content": {"application/json": {"schema": _DETAIL}}},
+    403: {"description": "the key lacks the 'ingest' scope", "content": {"application/json": {"schema": _DETAIL}}},
     413: {"description": "body or batch too large", "content": {"application/json": {"schema": _DETAIL}}},
     415: {"description": "unsupported media type", "content": {"application/json": {"schema": _DETAIL}}},
-    503: {"description": "Kafka or Redis unreachable; nothing accepted", "content": {"application/json": {"schema": _DETAIL}}},
+    503: {"description": "Kafka or Redis unreachable, or too many requests in flight; nothing accepted",
+          "content": {"application/json": {"schema": _DETAIL}}},
 }
 
 
@@ -120,32 +128,22 @@ def _error(status: int, detail: str, **extra) -> JSONResponse:
                         headers={"Retry-After": str(RETRY_AFTER_S)} if status == 503 else None)
 
 
-async def _read_body(request: Request, limit: int) -> bytes:
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
-        raise _TooLarge()
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise _TooLarge()
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
-class _TooLarge(Exception):
-    pass
+def required_scope(method: str, path: str) -> str:
+    """The scope a request to the ingest API needs (the OpenAPI document is for readers)."""
+    return INGEST if path == "/v1/posts" else READ
 
 
 def create_app(settings: Settings, *, run_connectors: bool = False, metrics: IngestMetrics | None = None,
                delivery_timeout_s: float = 10.0) -> FastAPI:
     """The ingest app; with ``run_connectors`` it also runs the configured sources."""
     state = build_state(settings, metrics, delivery_timeout_s)
+    keys = key_ring(settings.api_keys, settings.scoped_api_keys)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        if not settings.api_keys:
-            log.warning("no API keys configured (LYSSNA_API_KEY): POST /v1/posts refuses every request")
+        if not keys:
+            log.warning("no API keys configured (LYSSNA_API_KEY or LYSSNA_INGEST_API_KEYS): "
+                        "POST /v1/posts refuses every request")
         await refuse_evicting_redis(state.redis, "ingest")
         problem = await state.producer.check()
         if problem:
@@ -168,10 +166,10 @@ def create_app(settings: Settings, *, run_connectors: bool = False, metrics: Ing
                   description=__doc__.split("\n\n", 1)[1] if __doc__ else None)
     app.state.ingest = state
 
-    require_key = api_key_dependency(settings.api_keys, "ingest")
-    add_protected_openapi(app, require_key)
+    guard(app, settings.ingest, keys=keys, required_scope=required_scope, service="ingest")
+    add_protected_openapi(app)
 
-    @app.post("/v1/posts", dependencies=[Depends(require_key)], openapi_extra=_POSTS_OPENAPI,
+    @app.post("/v1/posts", openapi_extra=_POSTS_OPENAPI,
               responses=_POSTS_RESPONSES, summary="Ingest one post, a JSON array of posts, or NDJSON")
     async def post_posts(request: Request) -> Response:
         content_type = request.headers.get("content-type")
@@ -180,9 +178,7 @@ def create_app(settings: Settings, *, run_connectors: bool = False, metrics: Ing
                                f"or application/x-ndjson")
         limits = settings.ingest
         try:
-            body = await _read_body(request, limits.max_body_bytes)
-        except _TooLarge:
-            return _error(413, f"body larger than {limits.max_body_bytes} bytes; split it into smaller requests")
+            body = await request.body()  # the guard stops it at max_body_bytes with 413
         except ClientDisconnect:
             return _error(400, "the client went away before sending the whole body")
         try:
@@ -209,17 +205,20 @@ def create_app(settings: Settings, *, run_connectors: bool = False, metrics: Ing
     @app.get("/readyz", summary="Kafka and Redis are reachable",
              responses={503: {"description": "a dependency is down; the body says which"}})
     async def readyz() -> Response:
+        # Short states only: /readyz is public, so why a dependency is down goes to the log.
         checks = {"kafka": "ok", "redis": "ok"}
         try:
             await asyncio.wait_for(state.redis.ping(), 3)
         except Exception as e:  # noqa: BLE001 - any failure means not ready
-            checks["redis"] = f"down: {type(e).__name__}: {e}"
+            checks["redis"] = "down"
+            log.warning("not ready: redis down", extra={"error": type(e).__name__})
         try:
             problem = await asyncio.wait_for(state.producer.check(), 8)
         except TimeoutError:
             problem = "no answer within 8 s"
         if problem:
-            checks["kafka"] = f"down: {problem}"
+            checks["kafka"] = "down"
+            log.warning("not ready: kafka down", extra={"error": problem})
         ready = all(v == "ok" for v in checks.values())
         return JSONResponse({"status": "ready" if ready else "unavailable", "checks": checks},
                             status_code=200 if ready else 503)
