@@ -10,9 +10,12 @@ Two agents:
   from the same partition to be recovered correctly.
 - ``count`` adds each mention to the table, keyed ``<org>|<bucket start>``.
   A bucket (``alerts.bucket``, 1 minute by default) holds the cells of
-  :func:`rules.cell_keys` and the short hashes of the posts counted in it, so a
-  post read twice (a restart replays everything after the last committed
-  offset; ingest may also let a duplicate through) is counted once.
+  :func:`rules.cell_keys`; beside it, one small ``<org>|<bucket start>#<post
+  hash>`` key per post counted in it, so a post read twice (a restart replays
+  everything after the last committed offset; ingest may also let a duplicate
+  through) is counted once. Each is its own table key because the changelog
+  gets the whole value on every write: a list of hashes inside the bucket made
+  the bytes written per mention grow with the bucket, quadratic in total.
 
 Rules sum the buckets of their window in event time (``created_at`` of the
 post, never later than now, so a wrong clock at the source cannot push counts
@@ -44,6 +47,7 @@ log = logging.getLogger("lyssna.alerts.counts")
 SERVICE = "alerts"
 MAX_IDS_PER_BUCKET = 20_000  # beyond this a bucket still counts, it just stops remembering ids
 _CELL_SEP = "|"
+_SEEN_SEP = "#"  # "<org>|<start>#<hash>": a post counted in that bucket
 
 
 class AddResult(StrEnum):
@@ -92,6 +96,7 @@ class CountBuckets:
         if self._bucket_s < 1 or self.bucket != timedelta(seconds=self._bucket_s):
             raise ValueError("the count bucket must be a whole number of seconds")
         self._oldest: dict[str, int] = {}
+        self._seen: dict[str, set[str]] = {}  # bucket key -> hashes of the posts counted in it
         self._index_built = False
         self._index_marker: object = None
 
@@ -110,20 +115,33 @@ class CountBuckets:
         org, _, start = key.rpartition("|")
         return org, int(start)
 
+    @staticmethod
+    def seen_key(bucket_key: str, post_hash_: str) -> str:
+        return f"{bucket_key}{_SEEN_SEP}{post_hash_}"
+
     # -------------------------------------------------------- index of what exists
 
     def _index(self) -> None:
-        """(Re)learn which organizations and buckets the table holds, when a
-        recovery filled it from the changelog."""
+        """(Re)learn which organizations, buckets and counted posts the table
+        holds, when a recovery filled it from the changelog."""
         marker = self.generation()
         if self._index_built and marker is not None and marker == self._index_marker:
             return
         oldest: dict[str, int] = {}
+        seen: dict[str, set[str]] = {}
         for key in list(self.table.keys()):
+            bucket_key, sep, h = key.rpartition(_SEEN_SEP)
+            if sep:
+                seen.setdefault(bucket_key, set()).add(h)
+                continue
             org, start = self.split_key(key)
             if start < oldest.get(org, start + 1):
                 oldest[org] = start
+            legacy = (self.table.get(key) or {}).get("ids")  # buckets written before the seen keys
+            if legacy:
+                seen.setdefault(key, set()).update(legacy)
         self._oldest = oldest
+        self._seen = seen
         self._index_built = marker is not None
         self._index_marker = marker
 
@@ -147,17 +165,20 @@ class CountBuckets:
             return AddResult.too_old
         start = self.bucket_start(ts)
         key = self.key(org, start)
-        current = self.table.get(key) or {"c": {}, "ids": []}
+        seen = self._seen.setdefault(key, set())
         h = post_hash(post.id)
-        if h in current["ids"]:
+        if h in seen:
             return AddResult.duplicate
-        cells = dict(current["c"])
+        cells = dict((self.table.get(key) or {}).get("c", {}))
         for cell in cell_keys(post.model_copy(update={"orgs": [org]})):
             s = _cell_str(cell)
             cells[s] = cells.get(s, 0) + 1
-        ids = current["ids"] if len(current["ids"]) >= MAX_IDS_PER_BUCKET else [*current["ids"], h]
         # A new dict every time: the table only writes its changelog on assignment.
-        self.table[key] = {"c": cells, "ids": ids}
+        # Its size is bounded by the number of cells, not by the posts counted.
+        self.table[key] = {"c": cells}
+        if len(seen) < MAX_IDS_PER_BUCKET:
+            self.table[self.seen_key(key, h)] = 1
+            seen.add(h)
         if start < self._oldest.get(org, start + 1):
             self._oldest[org] = start
         return AddResult.counted
@@ -176,6 +197,8 @@ class CountBuckets:
             if key in self.table:
                 del self.table[key]
                 removed += 1
+            for h in self._seen.pop(key, ()):
+                self.table.pop(self.seen_key(key, h), None)
             start += self._bucket_s
         if start > oldest:
             self._oldest[org] = start
