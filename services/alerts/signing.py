@@ -95,6 +95,10 @@ def parse_secrets(env_value: str | None, *, env_name: str | None = None) -> list
 
 
 def _signed_content(msg_id: str, timestamp: int, body: bytes) -> bytes:
+    # A time before 1970 is a bug upstream (a clock or a unit mix-up), and a
+    # receiver would refuse it as stale anyway: fail loudly where it happens.
+    if int(timestamp) < 0:
+        raise ValueError(f"webhook timestamp must be Unix seconds >= 0, not {int(timestamp)}")
     return f"{msg_id}.{int(timestamp)}.".encode() + body
 
 

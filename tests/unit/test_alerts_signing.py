@@ -125,3 +125,8 @@ def test_unpadded_base64_secret_is_accepted_like_the_reference():
 def test_generated_secrets_are_valid_and_distinct():
     a, b = generate_secret(), generate_secret()
     assert a != b and len(signing.secret_key(a)) == 32
+
+
+def test_a_negative_timestamp_is_refused_when_signing():
+    with pytest.raises(ValueError, match="Unix seconds"):
+        sign(SECRET_A, "msg_1", -161426533, b"{}")
