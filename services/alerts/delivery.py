@@ -33,6 +33,7 @@ from aiokafka import AIOKafkaConsumer
 
 from lyssna.common.config import Settings, WebhookConfig
 from lyssna.common.contracts import AlertEvent, DeadLetter, utcnow
+from lyssna.common.urlsafety import AddressPolicy, check_webhook_url, pinned_request, why_not_public
 
 from . import payloads
 from .metrics import SERVICE, AlertsMetrics
@@ -41,7 +42,6 @@ from .retry import Outcome, RetrySchedule, classify_exception, classify_response
 from .signing import webhook_headers
 from .silences import silenced_by
 from .store import OPEN_STATUSES, AlertsStore, Attempt, DeliveryRecord, DeliveryStatus, delivery_id
-from .urlsafety import AddressPolicy, check_webhook_url, pinned_request, why_not_public
 
 log = logging.getLogger("lyssna.alerts.delivery")
 

@@ -86,7 +86,7 @@ def retry_after_header(status: int, headers: Mapping[str, str] | None) -> str | 
 def classify_exception(exc: BaseException) -> Outcome:
     """What an exception raised while sending means: a URL that can never work
     fails; anything on the way (DNS, connect, TLS, timeouts, resets) is retried."""
-    from .urlsafety import UnsafeWebhookURL  # local: urlsafety does not need this module
+    from lyssna.common.urlsafety import UnsafeWebhookURL  # local: urlsafety does not need this module
 
     if isinstance(exc, UnsafeWebhookURL):
         return Outcome.failed

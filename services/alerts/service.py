@@ -2,7 +2,7 @@
 in one asyncio loop.
 
 Start-up checks the configuration before touching anything: every webhook
-URL must be safe (:mod:`.urlsafety`), every ``secret_env`` must hold valid
+URL must be safe (:mod:`lyssna.common.urlsafety`), every ``secret_env`` must hold valid
 ``whsec_`` secrets, every config rule must fit the counts. SIGTERM or SIGINT
 stop it cleanly (Faust commits, in-flight deliveries are cancelled and stay
 queued); after SIGKILL, Kafka offsets, the changelog and the Redis state let
@@ -26,6 +26,8 @@ from lyssna.common.kafka_admin import ensure_topics
 from lyssna.common.redis_policy import refuse_evicting_redis
 from lyssna.common.logs import setup_logging
 from lyssna.common.runtime import EmbeddedServer, first_crash, run_until_signal, watch_lag
+from lyssna.common.urlsafety import (AddressPolicy, UnsafeWebhookURL, WebhookURLResolutionError, check_webhook_url,
+                                     why_not_public)
 
 from .api import ApiContext, create_app
 from .counts import Counter
@@ -37,8 +39,6 @@ from .retry import RetrySchedule
 from .ruleset import RuleError, check_rule
 from .signing import SecretError, parse_secrets
 from .store import AlertsStore
-from .urlsafety import (AddressPolicy, UnsafeWebhookURL, WebhookURLResolutionError, check_webhook_url,
-                        why_not_public)
 
 log = logging.getLogger("lyssna.alerts")
 

@@ -266,7 +266,7 @@ STAND_IN_PUBLIC = "127.0.0.2"
 
 def stand_in_policy(addr):
     """The default policy, except that STAND_IN_PUBLIC counts as public."""
-    from lyssna.alerts.urlsafety import why_not_public
+    from lyssna.common.urlsafety import why_not_public
 
     return None if str(addr) == STAND_IN_PUBLIC else why_not_public(addr)
 

@@ -11,7 +11,7 @@ from lyssna.alerts.retry import (
     DEFAULT_DELAYS, Outcome, RetrySchedule, classify_exception, classify_response,
     parse_retry_after, retry_after_header,
 )
-from lyssna.alerts.urlsafety import UnsafeWebhookURL
+from lyssna.common.urlsafety import UnsafeWebhookURL
 from lyssna.common.config import AlertsSettings
 
 S = timedelta(seconds=1)

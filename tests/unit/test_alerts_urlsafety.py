@@ -4,7 +4,7 @@ import socket
 
 import pytest
 
-from lyssna.alerts.urlsafety import (
+from lyssna.common.urlsafety import (
     UnsafeWebhookURL, WebhookURLResolutionError, check_webhook_url, pinned_request,
 )
 

@@ -1,4 +1,5 @@
-"""Outbound safety: a webhook must not become a way into the private network.
+"""Outbound safety: a webhook (or a feed, or a redirect a feed answers with)
+must not become a way into the private network.
 
 Whoever can create a webhook (config or API) could otherwise make the alerts
 service POST to 127.0.0.1, the cloud metadata address (169.254.169.254) or
@@ -62,22 +63,25 @@ def why_not_public(addr: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str |
     return None
 
 
-def _resolve(host: str, port: int, resolver: Resolver) -> list[str]:
+def _resolve(host: str, port: int, resolver: Resolver, subject: str = "webhook URL") -> list[str]:
     try:
         infos = resolver(host, port, type=socket.SOCK_STREAM)
     except (socket.gaierror, UnicodeError) as e:
-        raise WebhookURLResolutionError(f"webhook URL host {host!r} does not resolve: {e}") from None
+        raise WebhookURLResolutionError(f"{subject} host {host!r} does not resolve: {e}") from None
     # sockaddr[0] of an IPv6 link-local address may carry a %scope suffix.
     addrs = list(dict.fromkeys(str(info[4][0]).split("%")[0] for info in infos))
     if not addrs:
-        raise WebhookURLResolutionError(f"webhook URL host {host!r} resolved to no address")
+        raise WebhookURLResolutionError(f"{subject} host {host!r} resolved to no address")
     return addrs
 
 
 def check_webhook_url(url: str, allow_private_network: bool = False,
                       resolver: Resolver = socket.getaddrinfo,
-                      address_policy: AddressPolicy = why_not_public) -> list[str]:
+                      address_policy: AddressPolicy = why_not_public, *, subject: str = "webhook URL",
+                      refusing: str = "send alerts there", fix: str = FIX) -> list[str]:
     """Refuse ``url`` unless it is http(s) to a host whose every address is public.
+
+    ``subject``, ``refusing`` and ``fix`` word the errors for other callers (feeds).
 
     Returns the resolved addresses (empty when ``allow_private_network`` skips
     resolution). Raises :class:`UnsafeWebhookURL` for a URL that can never be
@@ -89,28 +93,28 @@ def check_webhook_url(url: str, allow_private_network: bool = False,
         parts = urlsplit(url)
         port = parts.port
     except ValueError as e:
-        raise UnsafeWebhookURL(f"webhook URL {url!r} is malformed: {e}") from None
+        raise UnsafeWebhookURL(f"{subject} {url!r} is malformed: {e}") from None
     if parts.scheme.lower() not in ALLOWED_SCHEMES:
-        raise UnsafeWebhookURL(f"webhook URL scheme {parts.scheme or '(none)'!r} is not allowed; "
+        raise UnsafeWebhookURL(f"{subject} scheme {parts.scheme or '(none)'!r} is not allowed; "
                                f"use http:// or https://")
     host = parts.hostname
     if not host:
-        raise UnsafeWebhookURL(f"webhook URL {url!r} has no host")
+        raise UnsafeWebhookURL(f"{subject} {url!r} has no host")
     if allow_private_network:
         return []
     port = port or (443 if parts.scheme.lower() == "https" else 80)
-    addrs = _resolve(host, port, resolver)
+    addrs = _resolve(host, port, resolver, subject)
     for a in addrs:
         try:
             addr = ipaddress.ip_address(a)
         except ValueError:
-            raise UnsafeWebhookURL(f"webhook URL host {host!r} resolved to {a!r}, "
+            raise UnsafeWebhookURL(f"{subject} host {host!r} resolved to {a!r}, "
                                    f"which is not an IP address") from None
         why = address_policy(addr)
         if why:
             raise UnsafeWebhookURL(
-                f"webhook URL host {host!r} resolves to {a}, a {why} address; refusing to "
-                f"send alerts there. Fix: {FIX}")
+                f"{subject} host {host!r} resolves to {a}, a {why} address; refusing to "
+                f"{refusing}. Fix: {fix}")
     return addrs
 
 
