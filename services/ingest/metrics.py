@@ -27,6 +27,10 @@ class IngestMetrics(ServiceMetrics):
             "One Kafka produce of a batch, from the first send until every record is acknowledged",
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
             registry=r)
+        self.created_at_replaced = Counter(
+            "lyssna_ingest_created_at_replaced",
+            "Posts whose created_at was in the future or implausibly old (reason), replaced by the fetch time",
+            ["source", "reason"], registry=r)
         self.connector_errors = Counter("lyssna_ingest_connector_errors",
                                         "Failed fetches or connections of a connector",
                                         ["connector"], registry=r)

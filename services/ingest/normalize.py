@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from pydantic import ValidationError
@@ -106,7 +106,7 @@ def parse_timestamp(v: Any, name: str = "created_at") -> datetime | None:
     return dt.astimezone(timezone.utc)
 
 
-def _id(item: dict) -> str | None:
+def _id(item: dict, prefix: str = "") -> str | None:
     v = item.get("id")
     if v is None:
         return None
@@ -116,9 +116,22 @@ def _id(item: dict) -> str | None:
         raise _Invalid(f"id: must be a string or an integer, got {_type_name(v)}")
     if not v.strip():
         raise _Invalid("id: is blank; omit it to have one derived from the content")
-    if len(v) > _MAX_ID:
-        raise _Invalid(f"id: {len(v)} characters, the limit is {_MAX_ID}")
-    return _unicode("id", v)
+    limit = _MAX_ID - len(prefix)
+    if len(v) > limit:
+        raise _Invalid(f"id: {len(v)} characters, the limit is {limit}")
+    return prefix + _unicode("id", v)
+
+
+def client_id_prefix(namespace: str, source: str) -> str:
+    """What a pushed post's own ``id`` is prefixed with: ``<namespace>/<source>/``.
+
+    Ids are one space for every source (dedup, the topic's keys, alerts' counts),
+    so a client's id is scoped: two sources' id ``"1"`` are two posts, and no
+    client can send the id of a connector's post (``rss:…``, ``mastodon:…``,
+    ``at://…``) or of another source's, to have it dropped as a duplicate. A
+    source cannot contain ``/``, so the prefix is unambiguous.
+    """
+    return f"{namespace}/{source}/"
 
 
 def _text(item: dict, max_chars: int) -> str:
@@ -176,11 +189,14 @@ def _metadata(item: dict) -> dict:
 
 
 def normalize(item: Any, *, default_source: str, max_text_chars: int = MAX_TEXT_CHARS,
-              now: datetime | None = None) -> Normalized | Rejection:
+              now: datetime | None = None, id_namespace: str | None = None) -> Normalized | Rejection:
     """Validate one raw item and build the Post that goes on the topic.
 
     Without an ``id`` the post gets ``content_post_id(source, author, text)``, so
-    the same content sent twice is recognised as a duplicate.
+    the same content sent twice is recognised as a duplicate. With
+    ``id_namespace`` (untrusted clients: the push API) an ``id`` the item
+    carries becomes ``client_id_prefix(id_namespace, source) + id``; without it
+    (an operator's replay file) the id is taken as is.
     """
     if not isinstance(item, dict):
         return Rejection(f"item: must be a JSON object, got {_type_name(item)}")
@@ -188,7 +204,8 @@ def normalize(item: Any, *, default_source: str, max_text_chars: int = MAX_TEXT_
         text = _text(item, min(max_text_chars, MAX_TEXT_CHARS))
         source = _source(item, default_source)
         author = _opt_str(item, "author", _MAX_AUTHOR)
-        post_id = _id(item) or content_post_id(source, author, text)
+        prefix = client_id_prefix(id_namespace, source) if id_namespace is not None else ""
+        post_id = _id(item, prefix) or content_post_id(source, author, text)
         fields: dict[str, Any] = {
             "id": post_id, "source": source, "text": text, "author": author, "url": _url(item),
             "created_at": parse_timestamp(item.get("created_at")), "lang_hint": _lang(item),
@@ -242,3 +259,48 @@ def _sized(n: Normalized) -> Normalized | Rejection:
         return Rejection(f"item: {len(n.value)} bytes as a record, the limit is {MAX_RECORD_BYTES}; "
                          f"send less metadata")
     return n
+
+
+@dataclass(frozen=True, slots=True)
+class TimeBounds:
+    """How far a post's ``created_at`` may lie from when it was fetched.
+
+    Alerts bucket posts by ``created_at``: a post dated next week would sit in a
+    window that is not judged yet (and fire then, out of context), one dated
+    1970 is a broken clock or a unit mistake. Such a time is replaced by the
+    fetch time (see :func:`bounded_time`). ``max_skew`` allows for clocks a
+    little ahead; ``max_age`` is generous on purpose: a feed's first poll or a
+    backfill legitimately carries posts months or years old, and counting those
+    as "now" would fire alerts of their own.
+    """
+
+    max_skew: timedelta = timedelta(minutes=5)
+    max_age: timedelta = timedelta(days=3650)
+
+
+def implausible_time(created_at: datetime | None, fetched_at: datetime,
+                     bounds: TimeBounds) -> str | None:
+    """``"future"``, ``"too_old"`` or None (plausible, or no time at all)."""
+    if created_at is None:
+        return None
+    if created_at.tzinfo is None:  # the contract allows it; read as UTC like parse_timestamp
+        created_at = created_at.replace(tzinfo=timezone.utc)
+    if created_at - fetched_at > bounds.max_skew:
+        return "future"
+    if fetched_at - created_at > bounds.max_age:
+        return "too_old"
+    return None
+
+
+def bounded_time(n: Normalized, bounds: TimeBounds) -> tuple[Normalized | Rejection, str | None]:
+    """The item with an implausible ``created_at`` replaced by its ``fetched_at``,
+    and why it was replaced (None: kept as it was)."""
+    why = implausible_time(n.post.created_at, n.post.fetched_at, bounds)
+    if why is None:
+        return n, None
+    post = n.post.model_copy(update={"created_at": n.post.fetched_at})
+    try:
+        return _sized(Normalized(post, post.to_bytes(), n.ignored_fields)), why
+    except ValueError as e:
+        return Rejection(f"post {post.id}: cannot be encoded: {e}"), why
+

@@ -11,6 +11,7 @@ part: those results travel with the exception).
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass
 from typing import Any, Sequence
 
@@ -20,7 +21,7 @@ from lyssna.common.contracts import MAX_TEXT_CHARS, DeadLetter, Post
 
 from .dedup import Claim, Dedup
 from .metrics import IngestMetrics
-from .normalize import Normalized, Rejection, from_post, normalize
+from .normalize import Normalized, Rejection, TimeBounds, bounded_time, from_post, normalize
 from .producer import KafkaUnavailable, PostProducer
 
 log = logging.getLogger(__name__)
@@ -63,28 +64,57 @@ _IN_FLIGHT = ("another request is ingesting this id right now; retry in a few se
               "(it will then be accepted or reported as a duplicate)")
 
 
+_CLIENT = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+
+
+def id_namespace(channel: str, client: str | None = None) -> str:
+    """The namespace of the ids a push client sends: the channel, and the client
+    (an API key's *name*, never the key) when the caller knows it."""
+    if client is None:
+        return channel
+    if not _CLIENT.fullmatch(client):
+        raise ValueError("client: use 1-64 characters A-Z, a-z, 0-9, '_', '.' or '-'")
+    return f"{channel}@{client}"
+
+
 class Pipeline:
     def __init__(self, *, dedup: Dedup, producer: PostProducer, metrics: IngestMetrics,
                  topic: str, deadletter_topic: str | None = None,
-                 max_text_chars: int = MAX_TEXT_CHARS):
+                 max_text_chars: int = MAX_TEXT_CHARS, time_bounds: TimeBounds = TimeBounds()):
         self.dedup = dedup
         self.producer = producer
         self.metrics = metrics
         self.topic = topic
         self.deadletter_topic = deadletter_topic
         self.max_text_chars = max_text_chars
+        self.time_bounds = time_bounds
 
-    def _prepare(self, item: Any, channel: str) -> Normalized | Rejection:
-        if isinstance(item, (Normalized, Rejection)):
+    def _prepare(self, item: Any, channel: str, namespace: str) -> Normalized | Rejection:
+        if isinstance(item, Rejection):
             return item
         if isinstance(item, Post):
-            return from_post(item)
-        return normalize(item, default_source=channel, max_text_chars=self.max_text_chars)
+            item = from_post(item)
+        elif not isinstance(item, Normalized):
+            item = normalize(item, default_source=channel, max_text_chars=self.max_text_chars,
+                             id_namespace=namespace)
+        if isinstance(item, Rejection):
+            return item
+        item, why = bounded_time(item, self.time_bounds)
+        if why is not None:
+            self.metrics.created_at_replaced.labels(channel, why).inc()
+        return item
 
-    async def ingest(self, items: Sequence[Any], *, channel: str) -> list[ItemResult]:
-        """Ingest raw dicts, Posts or prepared items that arrived through ``channel``."""
+    async def ingest(self, items: Sequence[Any], *, channel: str, client: str | None = None) -> list[ItemResult]:
+        """Ingest raw dicts, Posts or prepared items that arrived through ``channel``.
+
+        Raw dicts are a push client's: their ids are scoped to ``channel`` (and
+        ``client``, when given) and their source, see ``normalize.client_id_prefix``.
+        Posts and prepared items come from connectors, whose ids are their own.
+        Every post's ``created_at`` is held to ``time_bounds``.
+        """
         self.metrics.received.labels(channel).inc(len(items))
-        prepared = [self._prepare(item, channel) for item in items]
+        namespace = id_namespace(channel, client)
+        prepared = [self._prepare(item, channel, namespace) for item in items]
         results: list[ItemResult] = []
         candidates: list[tuple[int, Normalized]] = []
         for i, p in enumerate(prepared):

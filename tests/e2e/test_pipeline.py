@@ -20,6 +20,7 @@ from standardwebhooks.webhooks import Webhook
 from tests.helpers.alerts_harness import early_in_window_sync
 from tests.helpers.kafka_io import read_all, topic_size, wait_for
 from tests.helpers.metric_names import dashboard_queries, exposition_sample_names, metric_names_used, render_expr
+from tests.integration.ingest_support import pushed_id
 
 from .support import ORGS, RULE, THRESHOLD, WINDOW_S, burst
 
@@ -41,7 +42,7 @@ def _push_burst(e2e, org: str, n: int = THRESHOLD) -> list[dict]:
 def test_post_comes_out_classified_and_as_signed_webhook(e2e):
     org = ORGS[0]
     posts = _push_burst(e2e, org)
-    ids = {p["id"] for p in posts}
+    ids = {pushed_id(p["id"], p["source"]) for p in posts}
 
     def classified():
         recs = [json.loads(v) for v in read_all(e2e.bootstrap, e2e.topics["posts_classified"], idle_ms=800)]
@@ -87,7 +88,7 @@ def test_classify_sigkilled_mid_stream_loses_no_post(e2e):
     classify.start()
     classify.wait_ready()
 
-    want = {p["id"] for p in posts}
+    want = {pushed_id(p["id"], p["source"]) for p in posts}
     deadline = time.monotonic() + 300
     while True:
         missing = want - e2e.classified_ids()

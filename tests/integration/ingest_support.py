@@ -26,6 +26,13 @@ API_KEY = "test-key"
 AUTH = {"Authorization": f"Bearer {API_KEY}"}
 
 
+def pushed_id(client_id: str, source: str = "http") -> str:
+    """The id a post pushed through the API with ``id`` and ``source`` gets (scoped, see normalize.py)."""
+    from lyssna.ingest.normalize import client_id_prefix
+
+    return client_id_prefix("http", source) + client_id
+
+
 def topic_ids(bootstrap_servers: str, topic: str) -> list[str]:
     return [json.loads(v)["id"] for _, v in read_topic(bootstrap_servers, topic)]
 

@@ -4,7 +4,9 @@ topic, per-item answers, limits, auth, readiness and metrics."""
 import json
 
 import pytest
-from tests.integration.ingest_support import API_KEY, AUTH, atopic_ids, free_port, read_topic, running_app
+from tests.integration.ingest_support import (
+    API_KEY, AUTH, atopic_ids, free_port, pushed_id, read_topic, running_app,
+)
 
 from lyssna.common.contracts import Post, content_post_id
 from lyssna.ingest.dedup import Dedup
@@ -39,7 +41,7 @@ async def test_accepted_posts_are_on_the_topic_exactly_once_per_id(settings, top
 
     records = read_topic(infra.bootstrap_servers, topics.posts_raw)
     ids = [json.loads(v)["id"] for _, v in records]
-    assert sorted(ids) == sorted([f"a{i}" for i in range(10)] + [f"b{i}" for i in range(5)])
+    assert sorted(ids) == sorted([pushed_id(f"a{i}") for i in range(10)] + [pushed_id(f"b{i}") for i in range(5)])
     for key, value in records:
         post = Post.from_bytes(value)
         assert key == post.id.encode() and post.source == "http"
@@ -111,16 +113,16 @@ async def test_id_reserved_by_another_request_is_retryable_not_duplicate(setting
 
     client_r = aioredis.Redis.from_url(infra.redis_url)
     other = Dedup(client_r, settings.redis.key_prefix, ttl_s=60)
-    token, _ = await other.reserve(["busy-1"])
+    token, _ = await other.reserve([pushed_id("busy-1")])
     async with running_app(settings) as (_, client):
         r = await client.post("/v1/posts", json={"id": "busy-1", "text": "t"}, headers=AUTH)
         result = r.json()["results"][0]
         assert result["status"] == "rejected" and result["retryable"] is True
-        await other.release(token, ["busy-1"])
+        await other.release(token, [pushed_id("busy-1")])
         r = await client.post("/v1/posts", json={"id": "busy-1", "text": "t"}, headers=AUTH)
         assert statuses(r) == ["accepted"]
     await client_r.aclose()
-    assert await atopic_ids(infra.bootstrap_servers, topics.posts_raw) == ["busy-1"]
+    assert await atopic_ids(infra.bootstrap_servers, topics.posts_raw) == [pushed_id("busy-1")]
 
 
 async def test_redis_down_is_503_and_readyz_names_it(settings, infra, topics):
@@ -159,8 +161,8 @@ async def test_concurrent_requests_with_the_same_ids_produce_each_once(settings,
                                            for _ in range(4)))
         results = [x for r in responses for x in r.json()["results"]]
         accepted = [x["id"] for x in results if x["status"] == "accepted"]
-        assert sorted(accepted) == sorted(i["id"] for i in items)    # each id accepted by one request
+        assert sorted(accepted) == sorted(pushed_id(i["id"]) for i in items)    # each id accepted by one request
         assert all(x["status"] == "duplicate" or x.get("retryable") for x in results
                    if x["status"] != "accepted")
     ids = await atopic_ids(infra.bootstrap_servers, topics.posts_raw)
-    assert sorted(ids) == sorted(i["id"] for i in items)
+    assert sorted(ids) == sorted(pushed_id(i["id"]) for i in items)

@@ -8,18 +8,18 @@ from contextlib import asynccontextmanager
 
 import pytest
 from tests.integration.ingest_support import (
-    FEEDS, FeedServer, JetstreamServer, MastodonServer, atopic_ids, load_jetstream_events,
-    load_statuses, make_status, post_event, read_topic, eventually,
+    AUTH, FEEDS, FeedServer, JetstreamServer, MastodonServer, atopic_ids, load_jetstream_events,
+    load_statuses, make_status, post_event, read_topic, eventually, running_app,
 )
 
 from lyssna.common.config import BlueskySource, MastodonSource, RssSource
 from lyssna.common.contracts import DeadLetter, Post
 from lyssna.ingest.app import build_state
 from lyssna.ingest.connectors.base import CursorStore
-from lyssna.ingest.connectors.bluesky import BlueskyConnector
+from lyssna.ingest.connectors.bluesky import BlueskyConnector, event_to_post
 from lyssna.ingest.connectors.jsonl import JsonlConnector
 from lyssna.ingest.connectors.mastodon import MastodonConnector
-from lyssna.ingest.connectors.rss import RssConnector
+from lyssna.ingest.connectors.rss import RssConnector, parse_feed
 from lyssna.ingest.runner import ConnectorRunner
 
 pytestmark = pytest.mark.integration
@@ -42,6 +42,12 @@ async def service(settings, connector):
 
 def received(metrics, source: str) -> float:
     return metrics.value("lyssna_ingest_posts_received_total", source=source)
+
+
+def handled(metrics, source: str) -> float:
+    """Posts with an outcome (accepted, duplicate or rejected)."""
+    return sum(metrics.value("lyssna_ingest_posts_total", source=source, outcome=o)
+               for o in ("accepted", "duplicate", "rejected"))
 
 
 async def cursor_is(cursors, key: str, value: str) -> bool:
@@ -217,3 +223,39 @@ async def test_jsonl_replay_resumes_after_the_last_acknowledged_line(settings, i
     assert len(ids) == 7 and {"replay-008", "replay-009"} <= set(ids)
     assert_once(ids)
     assert len(read_topic(infra.bootstrap_servers, topics.deadletter)) == 2
+
+
+# ------------------------------------------------------------------ ids: push clients and connectors
+
+async def test_pushed_ids_never_collide_across_sources_nor_with_connector_posts(settings, infra, topics):
+    """Two sources' id "1" are two posts, and a push client that sends a connector's
+    own ids (rss:…, at://…) cannot make the connector's posts count as duplicates."""
+    body = (FEEDS / "rss_entities.xml").read_bytes()
+    events = load_jetstream_events()
+    with FeedServer(body) as srv:
+        src = RssSource(type="rss", url=f"{srv.base}/arbetsliv/feed.xml", interval="1h")
+        rss_ids = [p.id for p in parse_feed(body, feed_url=src.url)]
+        bsky_ids = [p.id for p in map(event_to_post, events) if isinstance(p, Post)]
+        claims = [{"id": pid, "source": source, "text": "claimed"}
+                  for pid in rss_ids + bsky_ids for source in ("rss", "bluesky", "http")]
+        async with running_app(settings) as (_, client):
+            r = await client.post("/v1/posts", json=[{"id": "1", "source": "crm", "text": "Acme höjer lönerna"},
+                                                     {"id": "1", "source": "intranet", "text": "Acme flyttar"}],
+                                  headers=AUTH)
+            assert [x["status"] for x in r.json()["results"]] == ["accepted", "accepted"]
+            r = await client.post("/v1/posts", json=claims, headers=AUTH)
+            assert [x["status"] for x in r.json()["results"]] == ["accepted"] * len(claims)
+
+        async with service(settings, RssConnector(src, "hr-news")) as (runner, cursors, metrics):
+            await eventually(lambda: handled(metrics, "rss") == 3, what="the feed's posts")
+            assert metrics.value("lyssna_ingest_posts_total", source="rss", outcome="accepted") == 3
+    async with JetstreamServer(events) as js:
+        connector = BlueskyConnector(BlueskySource(type="bluesky", url=js.url), "bsky", max_wait_s=0.1)
+        async with service(settings, connector) as (runner, cursors, metrics):
+            await eventually(lambda: handled(metrics, "bluesky") == len(bsky_ids), what="the Jetstream posts")
+            assert metrics.value("lyssna_ingest_posts_total", source="bluesky", outcome="accepted") == len(bsky_ids)
+
+    ids = await atopic_ids(infra.bootstrap_servers, topics.posts_raw)
+    assert_once(ids)
+    assert set(rss_ids + bsky_ids) <= set(ids)
+    assert len(ids) == 2 + len(claims) + len(rss_ids) + len(bsky_ids)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import redis.asyncio as aioredis
-from tests.integration.ingest_support import AUTH, atopic_ids, running_app
+from tests.integration.ingest_support import AUTH, atopic_ids, pushed_id, running_app
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
@@ -78,7 +78,7 @@ async def test_kafka_outage_is_503_and_recovery_needs_no_restart(settings, infra
             ready = await client.get("/readyz")
             assert ready.status_code == 503 and ready.json()["checks"]["kafka"] == "down"
             assert ready.json()["checks"]["redis"] == "ok"
-            assert await r.exists(*[f"{seen_key}a{i}" for i in range(5)]) == 0
+            assert await r.exists(*[seen_key + pushed_id(f"a{i}") for i in range(5)]) == 0
 
             # 2. The broker comes up: the same app accepts, no restart.
             await kafka.up()
@@ -92,17 +92,17 @@ async def test_kafka_outage_is_503_and_recovery_needs_no_restart(settings, infra
                 resp = await client.post("/v1/posts", json=posts("b", 5), headers=AUTH)
                 assert resp.status_code == 503, resp.text
                 assert {x["status"] for x in resp.json()["results"]} == {"rejected"}
-            assert await r.exists(*[f"{seen_key}b{i}" for i in range(5)]) == 0
+            assert await r.exists(*[seen_key + pushed_id(f"b{i}") for i in range(5)]) == 0
 
             # 4. Back again: what was refused is accepted now, what was accepted is a duplicate.
             await kafka.up()
-            assert sorted(await atopic_ids(bootstrap, topic)) == [f"a{i}" for i in range(5)]
+            assert sorted(await atopic_ids(bootstrap, topic)) == [pushed_id(f"a{i}") for i in range(5)]
             resp = await client.post("/v1/posts", json=posts("b", 5) + posts("a", 5), headers=AUTH)
             assert resp.status_code == 200, resp.text
             assert [x["status"] for x in resp.json()["results"]] == ["accepted"] * 5 + ["duplicate"] * 5
 
         ids = await atopic_ids(bootstrap, topic)
-        assert sorted(ids) == sorted([f"a{i}" for i in range(5)] + [f"b{i}" for i in range(5)])
+        assert sorted(ids) == sorted(pushed_id(f"{p}{i}") for p in "ab" for i in range(5))
     finally:
         await r.aclose()
         await kafka.down()

@@ -36,7 +36,7 @@ def test_serve_ingest_runs_the_api_and_the_configured_sources(infra, topics, red
         assert 'lyssna_ingest_connector_last_success_timestamp_seconds{connector="demo-replay"}' in metrics
     finally:
         svc.stop()
-    assert sorted(topic_ids(infra.bootstrap_servers, topics.posts_raw)) == ["svc-0", "svc-1", "svc-2", "svc-push"]
+    assert sorted(topic_ids(infra.bootstrap_servers, topics.posts_raw)) == ["http/http/svc-push", "svc-0", "svc-1", "svc-2"]
     log = svc.log_path.read_text()
     assert API_KEY not in log
     lines = [line for line in log.splitlines() if line.startswith("{")]
