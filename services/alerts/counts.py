@@ -31,13 +31,13 @@ import logging
 import tempfile
 from collections.abc import MutableMapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
 from typing import Awaitable, Callable
 
 from lyssna.common.config import Settings
-from lyssna.common.contracts import ClassifiedPost, DeadLetter, utcnow
+from lyssna.common.contracts import ClassifiedPost, DeadLetter, as_utc, utcnow
 
 from .rules import CellKey, cell_keys
 from .windows import EPOCH
@@ -54,10 +54,6 @@ class AddResult(StrEnum):
     counted = "counted"
     duplicate = "duplicate"
     too_old = "too_old"
-
-
-def _utc(dt: datetime) -> datetime:
-    return dt.replace(tzinfo=timezone.utc) if dt.tzinfo is None else dt.astimezone(timezone.utc)
 
 
 def post_hash(post_id: str) -> str:
@@ -103,7 +99,7 @@ class CountBuckets:
     # -------------------------------------------------------- keys
 
     def bucket_start(self, ts: datetime) -> int:
-        seconds = int((_utc(ts) - EPOCH).total_seconds() // 1)
+        seconds = int((as_utc(ts) - EPOCH).total_seconds() // 1)
         return seconds - seconds % self._bucket_s
 
     @staticmethod
@@ -159,8 +155,8 @@ class CountBuckets:
 
     def add(self, org: str, post: ClassifiedPost, now: datetime) -> AddResult:
         self._index()
-        now = _utc(now)
-        ts = min(_utc(post.event_time), now)
+        now = as_utc(now)
+        ts = min(as_utc(post.event_time), now)
         if ts < now - self.retention:
             return AddResult.too_old
         start = self.bucket_start(ts)
@@ -189,7 +185,7 @@ class CountBuckets:
         oldest = self._oldest.get(org)
         if oldest is None:
             return 0
-        cutoff = self.bucket_start(_utc(now) - self.retention)
+        cutoff = self.bucket_start(as_utc(now) - self.retention)
         removed = 0
         start = oldest
         while start < cutoff:
@@ -229,7 +225,7 @@ class CountBuckets:
 
     @staticmethod
     def _to_s(dt: datetime) -> int:
-        return int((_utc(dt) - EPOCH).total_seconds())
+        return int((as_utc(dt) - EPOCH).total_seconds())
 
 
 # ---------------------------------------------------------------- the Faust app

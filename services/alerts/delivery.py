@@ -24,7 +24,7 @@ import asyncio
 import logging
 import socket
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from typing import Callable, Mapping
 from urllib.parse import urlsplit
 
@@ -32,7 +32,7 @@ import httpx
 from aiokafka import AIOKafkaConsumer
 
 from lyssna.common.config import Settings, WebhookConfig
-from lyssna.common.contracts import AlertEvent, DeadLetter, utcnow
+from lyssna.common.contracts import AlertEvent, DeadLetter, as_utc, utcnow
 from lyssna.common.urlsafety import AddressPolicy, check_webhook_url, pinned_request, why_not_public
 
 from . import payloads
@@ -358,7 +358,7 @@ class DeliveryWorker:
 
         if outcome is Outcome.delivered:
             self.metrics.delivery_latency.labels(webhook.name).observe(
-                max(0.0, (done - _utc(event.occurred_at)).total_seconds()))
+                max(0.0, (done - as_utc(event.occurred_at)).total_seconds()))
             await self._finish(record, DeliveryStatus.delivered, None, event, metric="delivered")
             log.info("delivered", extra=extra)
         elif outcome is Outcome.disabled:
@@ -397,10 +397,6 @@ class DeliveryWorker:
         self.metrics.deliveries.labels(record.webhook, metric).inc()
         if dead_letter or status is DeliveryStatus.failed:
             await _dead_letter(self.outbox, self.store, self.metrics, record, event, reason or status.value)
-
-
-def _utc(dt: datetime) -> datetime:
-    return dt.replace(tzinfo=timezone.utc) if dt.tzinfo is None else dt
 
 
 async def redeliver(store: AlertsStore, record: DeliveryRecord, disabled: Mapping[str, object]) -> DeliveryRecord:

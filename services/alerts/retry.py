@@ -44,6 +44,8 @@ from email.utils import parsedate_to_datetime
 from enum import StrEnum
 from typing import Mapping, Sequence
 
+import httpx
+
 DEFAULT_DELAYS: tuple[timedelta, ...] = tuple(timedelta(seconds=s) for s in (
     0, 5, 30, 2 * 60, 10 * 60, 30 * 60, 60 * 60, 3 * 60 * 60, 6 * 60 * 60))
 DEFAULT_MAX_RETRY_AFTER = timedelta(hours=24)
@@ -90,10 +92,6 @@ def classify_exception(exc: BaseException) -> Outcome:
 
     if isinstance(exc, UnsafeWebhookURL):
         return Outcome.failed
-    try:
-        import httpx
-    except ImportError:  # pragma: no cover - httpx is a dependency
-        return Outcome.retry
     if isinstance(exc, (httpx.UnsupportedProtocol, httpx.InvalidURL, httpx.TooManyRedirects)):
         return Outcome.failed
     return Outcome.retry

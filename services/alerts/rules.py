@@ -53,7 +53,7 @@ from enum import StrEnum
 from typing import Any, Iterable, Mapping, Sequence
 
 from lyssna.common.config import CountCondition, RatioCondition, RuleConfig, SpikeCondition
-from lyssna.common.contracts import AlertEvent, AlertState as EventState, ClassifiedPost, SamplePost
+from lyssna.common.contracts import AlertEvent, AlertState as EventState, ClassifiedPost, SamplePost, as_utc
 
 from .windows import Window
 
@@ -155,18 +155,6 @@ def counts_for(rule: RuleConfig, org: str, cells: Mapping[CellKey, int]) -> Wind
     total = sum(by_sentiment.values())
     want = _numerator_sentiment(rule)
     matching = total if want is None else by_sentiment.get(want, 0)
-    return WindowCounts(total, matching, by_sentiment)
-
-
-def count_posts(rule: RuleConfig, org: str, posts: Iterable[ClassifiedPost]) -> WindowCounts:
-    """The same as :func:`counts_for`, straight from posts (for small sets and tests)."""
-    total, matching, by_sentiment = 0, 0, {}
-    for p in posts:
-        if org not in keys_for(rule, p):
-            continue
-        total += 1
-        by_sentiment[p.sentiment.value] = by_sentiment.get(p.sentiment.value, 0) + 1
-        matching += matches(rule, p)
     return WindowCounts(total, matching, by_sentiment)
 
 
@@ -302,13 +290,9 @@ def _digest(*parts: object) -> str:
     return hashlib.sha256("\x1f".join(str(p) for p in parts).encode()).hexdigest()[:24]
 
 
-def _utc(dt: datetime) -> datetime:
-    return dt.replace(tzinfo=timezone.utc) if dt.tzinfo is None else dt.astimezone(timezone.utc)
-
-
 def alert_id(rule_name: str, org: str, window_start: datetime, seq: int = 0) -> str:
     """Deterministic id of one alert (one firing and its resolution)."""
-    return "alr_" + _digest(rule_name, org, _utc(window_start).isoformat(), seq)
+    return "alr_" + _digest(rule_name, org, as_utc(window_start).isoformat(), seq)
 
 
 def event_id(alert_id: str, state: str, seq: int = 0) -> str:
@@ -329,9 +313,9 @@ def evaluate(rule: RuleConfig, org: str, *, window: Window, current: WindowCount
     ``now`` is on the same clock as the windows (event time); the engine never
     reads a clock itself.
     """
-    now = _utc(now)
+    now = as_utc(now)
     prev = state or AlertState()
-    start, end = _utc(window.start), _utc(window.end)
+    start, end = as_utc(window.start), as_utc(window.end)
     span = f"window {window.start.isoformat()}..{window.end.isoformat()}"
     if now < start or now >= end + late or (now >= end and prev.firing):
         return Decision(Action.stay, prev, None,
@@ -350,14 +334,14 @@ def evaluate(rule: RuleConfig, org: str, *, window: Window, current: WindowCount
                         event_id(aid, EventState.resolved.value, seq))
     if not cond.met:
         return Decision(Action.stay, prev, cond, cond.reason, now)
-    if prev.fired_at is not None and now < _utc(prev.fired_at) + rule.cooldown:
-        until = _utc(prev.fired_at) + rule.cooldown
+    if prev.fired_at is not None and now < as_utc(prev.fired_at) + rule.cooldown:
+        until = as_utc(prev.fired_at) + rule.cooldown
         return Decision(Action.stay, prev, cond,
                         f"condition met but in cooldown until {until.isoformat()}: {cond.reason}", now)
     seq = prev.seq + 1
     aid = alert_id(rule.name, org, window.start, prev.seq)
     new = AlertState(firing=True, alert_id=aid, fired_at=now, last_resolved_at=prev.last_resolved_at,
-                     window_start=_utc(window.start), seq=seq)
+                     window_start=as_utc(window.start), seq=seq)
     return Decision(Action.fire, new, cond, f"firing: {cond.reason}", now, aid,
                     event_id(aid, EventState.firing.value, seq))
 
@@ -383,7 +367,7 @@ def make_event(rule: RuleConfig, org: str, decision: Decision, *, window: Window
     return AlertEvent(
         event_id=decision.event_id, alert_id=decision.alert_id, state=state, rule=rule.name, org=org,
         topic=rule.topic, sentiment=sentiment, lang=rule.lang,
-        window_start=_utc(window.start), window_end=_utc(window.end), count=current.matching,
+        window_start=as_utc(window.start), window_end=as_utc(window.end), count=current.matching,
         threshold=decision.threshold, baseline=decision.baseline, value=decision.value,
         notify=list(rule.notify), samples=sample_posts, occurred_at=decision.decided_at,
     )

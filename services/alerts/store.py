@@ -20,17 +20,13 @@ from pydantic import BaseModel, ConfigDict, Field
 from redis.asyncio import Redis
 
 from lyssna.common.config import RuleConfig
-from lyssna.common.contracts import AlertEvent, AlertState as EventState, ClassifiedPost
+from lyssna.common.contracts import AlertEvent, AlertState as EventState, ClassifiedPost, utcnow
 
 from .rules import AlertState
 from .silences import Silence
 
 SAMPLES_KEPT = 200  # recent posts per organization to pick alert samples from
 SAMPLE_TEXT_CHARS = 1000
-
-
-def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
 
 
 def _ts(dt: datetime) -> float:

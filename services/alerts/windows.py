@@ -64,19 +64,6 @@ def window_for(ts: datetime, size: timedelta, step: timedelta | None = None) -> 
     return Window(start, start + size)
 
 
-def windows_for(ts: datetime, size: timedelta, step: timedelta | None = None) -> list[Window]:
-    """Every window containing ``ts``, oldest first."""
-    size_us, step_us = _check(size, step)
-    latest = window_start(ts, size, step)
-    count = -(-size_us // step_us)  # ceil
-    out = []
-    for i in range(count - 1, -1, -1):
-        start = latest - i * step_us * _US
-        if start + size > _aware(ts):
-            out.append(Window(start, start + size))
-    return out
-
-
 def trailing_windows(start: datetime, size: timedelta, n: int) -> list[Window]:
     """The ``n`` tumbling windows just before the one starting at ``start``, oldest
     first: the baseline a spike is compared with."""
@@ -84,19 +71,3 @@ def trailing_windows(start: datetime, size: timedelta, n: int) -> list[Window]:
         raise ValueError("n cannot be negative")
     start = _aware(start)
     return [Window(start - k * size, start - (k - 1) * size) for k in range(n, 0, -1)]
-
-
-def is_too_late(ts: datetime, watermark: datetime, grace: timedelta) -> bool:
-    """Whether an event at ``ts`` arrives too late to be counted.
-
-    ``watermark`` is the newest event time seen so far; events up to ``grace``
-    older than it still count (out-of-order delivery, slow sources), older ones
-    would change windows that may already have been judged.
-    """
-    return _aware(ts) < _aware(watermark) - grace
-
-
-def window_is_closed(window: Window, watermark: datetime, grace: timedelta = timedelta(0)) -> bool:
-    """A window is closed once the watermark passed its end by more than ``grace``:
-    no event still accepted can land in it."""
-    return _aware(watermark) - grace >= window.end

@@ -54,6 +54,11 @@ def utcnow() -> datetime:
     return datetime.now(timezone.utc)
 
 
+def as_utc(dt: datetime) -> datetime:
+    """``dt`` in UTC; a naive datetime is taken to be UTC already."""
+    return dt.replace(tzinfo=timezone.utc) if dt.tzinfo is None else dt.astimezone(timezone.utc)
+
+
 def content_post_id(source: str, author: str | None, text: str) -> str:
     """A stable id for posts whose source gave none: the same content always maps
     to the same id, so re-sent posts are absorbed as duplicates."""

@@ -8,10 +8,10 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from lyssna.alerts.rules import (
-    Action, AlertState, WindowCounts, alert_id, cell_keys, check_condition, count_posts, counts_for,
+    Action, AlertState, WindowCounts, alert_id, cell_keys, check_condition, counts_for,
     evaluate, evaluation_orgs, event_id, keys_for, make_event, matches,
 )
-from lyssna.alerts.windows import Window, window_for, windows_for
+from lyssna.alerts.windows import Window, window_for
 from lyssna.common.config import RuleConfig
 from lyssna.common.contracts import AlertEvent, ClassifiedPost, ModelInfo
 
@@ -73,6 +73,18 @@ RULES = st.builds(
                            {"type": "spike", "factor": 2.0}]),
     org=st.sampled_from(["*", "Acme", "Globex"]), topic=st.sampled_from([None, "recruitment", "engagement"]),
     sentiment=st.sampled_from([None, "negative", "positive"]), lang=st.sampled_from([None, "en", "sv"]))
+
+
+def count_posts(rule: RuleConfig, org: str, posts) -> WindowCounts:
+    """What counts_for must answer, counted straight from the posts: the oracle."""
+    total, matching, by_sentiment = 0, 0, {}
+    for p in posts:
+        if org not in keys_for(rule, p):
+            continue
+        total += 1
+        by_sentiment[p.sentiment.value] = by_sentiment.get(p.sentiment.value, 0) + 1
+        matching += matches(rule, p)
+    return WindowCounts(total, matching, by_sentiment)
 
 
 @settings(max_examples=150, deadline=None)
@@ -362,6 +374,6 @@ def test_hopping_window_evaluation_uses_the_latest_window():
     # With hopping windows the caller judges the latest window containing now.
     r = rule(COUNT3)
     now = T0 + 20 * M
-    ws = windows_for(now, H, 15 * M)
-    d = evaluate(r, "Acme", window=ws[-1], current=WindowCounts(3, 3), now=now)
-    assert d.action is Action.fire and d.state.window_start == ws[-1].start
+    latest = window_for(now, H, 15 * M)
+    d = evaluate(r, "Acme", window=latest, current=WindowCounts(3, 3), now=now)
+    assert d.action is Action.fire and d.state.window_start == latest.start
