@@ -96,6 +96,12 @@ class IngestSettings(ApiServerSettings):
     max_batch_items: int = Field(5000, ge=1)
     max_text_chars: int = Field(20_000, ge=1)
     dedup_ttl: Duration = timedelta(days=7)
+    max_feed_bytes: int = Field(5 * 1024 * 1024, ge=1024,
+                                description="a connector's HTTP response larger than this is refused while it streams")
+    max_clock_skew: Duration = Field(timedelta(minutes=5),
+                                     description="a created_at further in the future is replaced by the fetch time")
+    max_post_age: Duration = Field(timedelta(days=3650),
+                                   description="a created_at older than this is replaced by the fetch time")
 
 
 class ClassifySettings(ServerSettings):
@@ -148,6 +154,7 @@ class RssSource(_Section):
     name: str | None = None
     url: str
     interval: Duration = timedelta(minutes=5)
+    allow_private_network: bool = Field(False, description="allow loopback/private addresses (and redirects there)")
 
 
 class MastodonSource(_Section):
@@ -157,6 +164,7 @@ class MastodonSource(_Section):
     hashtag: str | None = None
     account: str | None = None
     interval: Duration = timedelta(minutes=1)
+    allow_private_network: bool = Field(False, description="allow loopback/private addresses (and redirects there)")
 
     @model_validator(mode="after")
     def _one_timeline(self):

@@ -34,6 +34,7 @@ STOP_GRACE_S = 15.0
 
 def build_connectors(settings: Settings, *, http: httpx.AsyncClient | None = None) -> list[Connector]:
     from .connectors.bluesky import BlueskyConnector
+    from .connectors.fetch import FetchPolicy
     from .connectors.jsonl import JsonlConnector
     from .connectors.mastodon import MastodonConnector
     from .connectors.rss import RssConnector
@@ -41,10 +42,11 @@ def build_connectors(settings: Settings, *, http: httpx.AsyncClient | None = Non
     out: list[Connector] = []
     for i, src in enumerate(settings.sources):
         name = connector_name(src, i)
-        if isinstance(src, RssSource):
-            out.append(RssConnector(src, name, client=http))
-        elif isinstance(src, MastodonSource):
-            out.append(MastodonConnector(src, name, client=http))
+        if isinstance(src, (RssSource, MastodonSource)):
+            policy = FetchPolicy(max_bytes=settings.ingest.max_feed_bytes,
+                                 allow_private_network=src.allow_private_network)
+            kind = RssConnector if isinstance(src, RssSource) else MastodonConnector
+            out.append(kind(src, name, client=http, policy=policy))
         elif isinstance(src, BlueskySource):
             out.append(BlueskyConnector(src, name))
         elif isinstance(src, FileSource):

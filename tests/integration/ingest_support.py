@@ -64,10 +64,15 @@ class Seen:
 
 
 class _Server:
-    """A ThreadingHTTPServer on a free loopback port, recording every request."""
+    """A ThreadingHTTPServer on a free loopback port, recording every request.
 
-    def __init__(self) -> None:
+    ``handle`` returns the body as bytes (sent with Content-Length) or as an
+    iterable of chunks (sent without, until the connection closes; ``sent``
+    counts the bytes that went out, so a test sees where the client stopped)."""
+
+    def __init__(self, host: str = "127.0.0.1") -> None:
         self.requests: list[Seen] = []
+        self.sent = 0
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -82,16 +87,27 @@ class _Server:
                 self.send_response(status)
                 for k, v in headers.items():
                     self.send_header(k, v)
-                self.send_header("Content-Length", str(len(body)))
+                if isinstance(body, bytes):
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    self.wfile.write(body)
+                    return
+                self.send_header("Connection", "close")
+                self.close_connection = True
                 self.end_headers()
-                self.wfile.write(body)
+                try:
+                    for chunk in body:
+                        self.wfile.write(chunk)
+                        outer.sent += len(chunk)
+                except OSError:
+                    pass  # the client hung up
 
             def log_message(self, *args):
                 pass
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd = ThreadingHTTPServer((host, 0), Handler)
         self.httpd.daemon_threads = True
-        self.base = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        self.base = f"http://{host}:{self.httpd.server_address[1]}"
         self._thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
 
     def handle(self, seen: Seen) -> tuple[int, dict[str, str], bytes]:
@@ -129,6 +145,17 @@ class FeedServer(_Server):
             return 304, {"ETag": self.etag}, b""
         return 200, {"Content-Type": self.content_type, "ETag": self.etag,
                      "Last-Modified": self.last_modified}, self.body
+
+
+class ScriptedServer(_Server):
+    """Answers each path from ``routes``: ``path -> (status, headers, body)``; 404 otherwise."""
+
+    def __init__(self, routes: dict, host: str = "127.0.0.1"):
+        super().__init__(host)
+        self.routes = routes
+
+    def handle(self, seen: Seen):
+        return self.routes.get(seen.path, (404, {"Content-Type": "text/plain"}, b"not found"))
 
 
 def load_statuses() -> list[dict]:

@@ -8,15 +8,17 @@ from contextlib import asynccontextmanager
 
 import pytest
 from tests.integration.ingest_support import (
-    AUTH, FEEDS, FeedServer, JetstreamServer, MastodonServer, atopic_ids, load_jetstream_events,
-    load_statuses, make_status, post_event, read_topic, eventually, running_app,
+    AUTH, FEEDS, FeedServer, JetstreamServer, MastodonServer, ScriptedServer, atopic_ids,
+    load_jetstream_events, load_statuses, make_status, post_event, read_topic, eventually, running_app,
 )
 
 from lyssna.common.config import BlueskySource, MastodonSource, RssSource
 from lyssna.common.contracts import DeadLetter, Post
+from lyssna.common.urlsafety import why_not_public
 from lyssna.ingest.app import build_state
-from lyssna.ingest.connectors.base import CursorStore
+from lyssna.ingest.connectors.base import CursorStore, SourceError
 from lyssna.ingest.connectors.bluesky import BlueskyConnector, event_to_post
+from lyssna.ingest.connectors.fetch import FetchPolicy
 from lyssna.ingest.connectors.jsonl import JsonlConnector
 from lyssna.ingest.connectors.mastodon import MastodonConnector
 from lyssna.ingest.connectors.rss import RssConnector, parse_feed
@@ -73,7 +75,8 @@ NEW_ITEM = b"""    <item>
 async def test_rss_conditional_polling_and_resume_from_validators(settings, infra, topics):
     body = (FEEDS / "rss_entities.xml").read_bytes()
     with FeedServer(body) as srv:
-        src = RssSource(type="rss", url=f"{srv.base}/arbetsliv/feed.xml", interval="200ms")
+        src = RssSource(type="rss", url=f"{srv.base}/arbetsliv/feed.xml", interval="200ms",
+                        allow_private_network=True)
 
         async with service(settings, RssConnector(src, "hr-news")) as (runner, cursors, metrics):
             key = runner.connectors[0].cursor_key
@@ -109,7 +112,7 @@ async def test_rss_conditional_polling_and_resume_from_validators(settings, infr
 async def test_atom_feed_errors_back_off_then_recover(settings, infra, topics):
     with FeedServer((FEEDS / "atom_latin1.xml").read_bytes(), content_type="application/atom+xml") as srv:
         srv.fail_next = 2
-        src = RssSource(type="rss", url=f"{srv.base}/feed.atom", interval="100ms")
+        src = RssSource(type="rss", url=f"{srv.base}/feed.atom", interval="100ms", allow_private_network=True)
         async with service(settings, RssConnector(src, "union-blog")) as (runner, cursors, metrics):
             await eventually(lambda: metrics.value("lyssna_ingest_connector_last_success_timestamp_seconds",
                                                    connector="union-blog") > 0, what="a success after the errors")
@@ -128,7 +131,8 @@ async def test_mastodon_pages_forward_and_resumes_from_since_id(settings, infra,
     statuses = load_statuses()
     newest = max(s["id"] for s in statuses)
     with MastodonServer(statuses) as srv:
-        src = MastodonSource(type="mastodon", instance=srv.base, interval="200ms", **timeline)
+        src = MastodonSource(type="mastodon", instance=srv.base, interval="200ms", allow_private_network=True,
+                             **timeline)
 
         async with service(settings, MastodonConnector(src, "masto")) as (runner, cursors, metrics):
             key = runner.connectors[0].cursor_key
@@ -233,7 +237,8 @@ async def test_pushed_ids_never_collide_across_sources_nor_with_connector_posts(
     body = (FEEDS / "rss_entities.xml").read_bytes()
     events = load_jetstream_events()
     with FeedServer(body) as srv:
-        src = RssSource(type="rss", url=f"{srv.base}/arbetsliv/feed.xml", interval="1h")
+        src = RssSource(type="rss", url=f"{srv.base}/arbetsliv/feed.xml", interval="1h",
+                        allow_private_network=True)
         rss_ids = [p.id for p in parse_feed(body, feed_url=src.url)]
         bsky_ids = [p.id for p in map(event_to_post, events) if isinstance(p, Post)]
         claims = [{"id": pid, "source": source, "text": "claimed"}
@@ -259,3 +264,67 @@ async def test_pushed_ids_never_collide_across_sources_nor_with_connector_posts(
     assert_once(ids)
     assert set(rss_ids + bsky_ids) <= set(ids)
     assert len(ids) == 2 + len(claims) + len(rss_ids) + len(bsky_ids)
+
+
+# ------------------------------------------------------------------ what a source can make a connector do
+
+def approve_only(address: str):
+    """An address policy under which ``address`` passes as public (the tests' stand-in for a
+    host on the internet); every other address is judged as usual."""
+    def policy(addr):
+        return None if str(addr) == address else why_not_public(addr)
+    return policy
+
+
+async def test_redirects_are_followed_hop_by_hop_each_checked_at_most_five():
+    feed = (200, {"Content-Type": "application/rss+xml"}, (FEEDS / "rss_entities.xml").read_bytes())
+    with ScriptedServer({"/admin/feed.xml": feed}, host="127.0.0.2") as inside, ScriptedServer({}) as outside:
+        outside.routes.update({
+            "/moved": (301, {"Location": "/feed.xml"}, b""),
+            "/feed.xml": feed,
+            "/to-inside": (302, {"Location": f"{inside.base}/admin/feed.xml"}, b""),
+            "/loop": (307, {"Location": "/loop"}, b""),
+        })
+        policy = FetchPolicy(address_policy=approve_only("127.0.0.1"))
+
+        def rss(path: str, **kw) -> RssConnector:
+            return RssConnector(RssSource(type="rss", url=f"{outside.base}{path}", **kw), "feed",
+                                policy=None if kw else policy)
+
+        posts, _ = await rss("/moved").fetch({})
+        assert len(posts) == 3
+
+        with pytest.raises(SourceError, match=r"'127\.0\.0\.2' resolves to 127\.0\.0\.2, a loopback address"):
+            await rss("/to-inside").fetch({})
+        assert inside.requests == []                     # refused before connecting
+
+        with pytest.raises(SourceError, match="more than 5 redirects"):
+            await rss("/loop").fetch({})
+        assert [r.path for r in outside.requests].count("/loop") == 6
+
+        # The operator's say-so for a feed on the private network (and its redirects).
+        posts, _ = await rss("/to-inside", allow_private_network=True).fetch({})
+        assert len(posts) == 3 and len(inside.requests) == 1
+
+        # Without it, a feed on loopback itself is refused like a webhook would be.
+        with pytest.raises(SourceError, match="loopback address"):
+            await RssConnector(RssSource(type="rss", url=f"{outside.base}/feed.xml"), "feed").fetch({})
+
+
+async def test_an_oversized_answer_is_refused_while_it_streams():
+    total = 64 * 1024 * 1024
+    chunk = b"<!-- padding -->" * 4096                   # 64 KiB
+    endless = (200, {"Content-Type": "application/rss+xml"}, (chunk for _ in range(total // len(chunk))))
+    declared = (200, {"Content-Type": "application/rss+xml"}, chunk * 32)   # 2 MiB with Content-Length
+    with ScriptedServer({"/endless.xml": endless, "/declared.xml": declared}) as srv:
+        policy = FetchPolicy(max_bytes=1024 * 1024, allow_private_network=True)
+        with pytest.raises(SourceError, match="over the limit of 1048576 bytes"):
+            await RssConnector(RssSource(type="rss", url=f"{srv.base}/endless.xml"), "big", policy=policy).fetch({})
+        assert srv.sent < total                          # the client stopped reading, it did not buffer it all
+        with pytest.raises(SourceError, match="answer of 2097152 bytes is over the limit"):
+            await RssConnector(RssSource(type="rss", url=f"{srv.base}/declared.xml"), "big", policy=policy).fetch({})
+        masto = MastodonConnector(MastodonSource(type="mastodon", instance=srv.base, hashtag="x"), "m",
+                                  policy=policy)
+        srv.routes["/api/v1/timelines/tag/x"] = endless
+        with pytest.raises(SourceError, match="over the limit"):
+            await anext(masto.batches(None))

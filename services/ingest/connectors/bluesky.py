@@ -25,6 +25,11 @@ from ..normalize import Rejection
 from .base import USER_AGENT, Batch, Connector, SourceError, clip_text, source_time
 
 POST_COLLECTION = "app.bsky.feed.post"
+#: Largest frame accepted; a bigger one closes the connection (the runner then
+#: reconnects from the cursor). A Jetstream event is a few kB; the limit only
+#: bounds what a broken or hostile endpoint can make the process buffer
+#: (times the websocket's receive queue of 16 frames).
+MAX_MESSAGE_BYTES = 1024 * 1024
 
 
 def subscribe_url(base: str, cursor: str | None) -> str:
@@ -81,7 +86,7 @@ class BlueskyConnector(Connector):
         url = subscribe_url(self.url, cursor)
         try:
             ws = await websockets.connect(url, open_timeout=self.open_timeout_s,
-                                          user_agent_header=USER_AGENT, max_size=2 ** 22,
+                                          user_agent_header=USER_AGENT, max_size=MAX_MESSAGE_BYTES,
                                           ping_interval=20, ping_timeout=20)
         except (OSError, websockets.WebSocketException, TimeoutError) as e:
             raise SourceError(f"cannot connect to {self.url}: {type(e).__name__}: {e}") from e

@@ -11,6 +11,10 @@ cursor takes only the newest page instead of backfilling history.
 Status HTML is reduced to text; a boost is ingested as the boosted status, keyed
 by its ActivityPub ``uri`` so the same status seen through two instances or two
 timelines is one post.
+
+Requests go through fetch.safe_get (addresses and redirects checked, bodies
+capped while they stream) and JSON is parsed in a worker thread, off the event
+loop.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from lyssna.common.contracts import Post
 from ..html_text import html_to_text
 from ..normalize import Rejection
 from .base import USER_AGENT, Batch, Connector, SourceError, clip_text, source_time
+from .fetch import Fetched, FetchPolicy, safe_get
 
 PAGE_SIZE = 40          # the API's maximum
 MAX_PAGES_PER_POLL = 25  # bounded catch-up per poll; the rest follows on the next poll
@@ -71,7 +76,7 @@ class MastodonConnector(Connector):
     type = "mastodon"
 
     def __init__(self, source: MastodonSource, name: str, *, client: httpx.AsyncClient | None = None,
-                 timeout_s: float = 30.0):
+                 timeout_s: float = 30.0, policy: FetchPolicy | None = None):
         self.instance = source.instance.rstrip("/")
         self.hashtag = source.hashtag.lstrip("#") if source.hashtag else None
         self.account = source.account.lstrip("@") if source.account else None
@@ -81,30 +86,32 @@ class MastodonConnector(Connector):
         self.retry_base_s = min(self.interval_s, 30.0)
         self.retry_cap_s = max(self.interval_s, 900.0)
         self._account_id: str | None = None
-        self._client = client or httpx.AsyncClient(timeout=timeout_s, follow_redirects=True,
+        self.policy = policy or FetchPolicy(allow_private_network=source.allow_private_network)
+        self._client = client or httpx.AsyncClient(timeout=timeout_s, follow_redirects=False,
                                                    headers={"User-Agent": USER_AGENT,
                                                             "Accept": "application/json"})
         self._own_client = client is None
 
-    async def _get(self, url: str, params: dict[str, str] | None = None) -> httpx.Response:
-        try:
-            resp = await self._client.get(url, params=params)
-        except httpx.HTTPError as e:
-            raise SourceError(f"GET {url}: {type(e).__name__}: {e}") from e
-        if resp.status_code != 200:
+    async def _get(self, url: str, params: dict[str, str] | None = None) -> tuple[Fetched, Any]:
+        """The answer and its JSON document."""
+        resp = await safe_get(self._client, url, self.policy, params=params)
+        if resp.status != 200:
             ra = resp.headers.get("retry-after", "")
-            raise SourceError(f"GET {url}: HTTP {resp.status_code}",
+            raise SourceError(f"GET {url}: HTTP {resp.status}",
                               retry_after=float(ra) if ra.strip().isdigit() else None)
-        return resp
+        try:
+            return resp, await asyncio.to_thread(json.loads, resp.body)
+        except (ValueError, RecursionError) as e:
+            raise SourceError(f"GET {url}: answer is not JSON") from e
 
     async def _timeline_url(self) -> str:
         if self.hashtag:
             return f"{self.instance}/api/v1/timelines/tag/{quote(self.hashtag, safe='')}"
         if self._account_id is None:
-            resp = await self._get(f"{self.instance}/api/v1/accounts/lookup", {"acct": self.account})
+            _, doc = await self._get(f"{self.instance}/api/v1/accounts/lookup", {"acct": self.account})
             try:
-                self._account_id = str(resp.json()["id"])
-            except (ValueError, KeyError, TypeError) as e:
+                self._account_id = str(doc["id"])
+            except (KeyError, TypeError) as e:
                 raise SourceError(f"account lookup for {self.account!r} answered without an id") from e
         return f"{self.instance}/api/v1/accounts/{self._account_id}/statuses"
 
@@ -117,11 +124,7 @@ class MastodonConnector(Connector):
             if newest:
                 params["min_id"] = newest
             for _ in range(MAX_PAGES_PER_POLL):
-                resp = await self._get(url, params)
-                try:
-                    statuses = resp.json()
-                except ValueError as e:
-                    raise SourceError(f"GET {url}: answer is not JSON") from e
+                resp, statuses = await self._get(url, params)
                 if not isinstance(statuses, list):
                     raise SourceError(f"GET {url}: expected a list of statuses")
                 ids = [str(s["id"]) for s in statuses if isinstance(s, dict) and "id" in s]
