@@ -89,6 +89,43 @@ async def test_auth_health_webhooks_and_silences(settings, monkeypatch):
             assert TOKEN not in text and "query-secret" not in text and secret not in text
 
 
+async def test_scoped_keys_and_unsafe_silence_patterns(settings):
+    s = alerts_settings(settings, rules=[count_rule("cfg-rule")], webhooks=[webhook("hook", "http://127.0.0.1:9/")])
+    s = s.model_copy(update={"scoped_api_keys": {"ingest": ["push-key-1"], "read": ["read-key-1"],
+                                                 "admin": ["admin-key-1"]}})
+    silence = {"matchers": {"org": "Acme"}, "ends_at": "2999-01-01T00:00:00Z", "created_by": "ops"}
+    rule = count_rule("api-rule", notify=[])
+    async with running_alerts(s) as svc, client_for(svc, "push-key-1") as push, \
+            client_for(svc, "read-key-1") as reader, client_for(svc, "admin-key-1") as admin:
+        # A push client's key can neither read nor silence, disable or change anything.
+        for r in (await push.post("/v1/silences", json=silence), await push.post("/v1/rules", json=rule),
+                  await push.post("/v1/webhooks/hook/disable"), await push.get("/v1/rules")):
+            assert r.status_code == 403, r.text
+        assert "this key lacks the 'admin' scope" in (await push.post("/v1/silences", json=silence)).text
+        # A reader sees everything and changes nothing.
+        for path in ("/v1/rules", "/v1/silences", "/v1/webhooks", "/v1/alerts", "/openapi.json"):
+            assert (await reader.get(path)).status_code == 200, path
+        for r in (await reader.post("/v1/silences", json=silence), await reader.post("/v1/rules", json=rule),
+                  await reader.delete("/v1/rules/cfg-rule"), await reader.post("/v1/webhooks/hook/disable"),
+                  await reader.post("/v1/deliveries/d1/redeliver")):
+            assert r.status_code == 403 and "lacks the 'admin' scope" in r.text, r.text
+        assert (await admin.get("/v1/webhooks")).json()["webhooks"][0]["enabled"] is True
+
+        # Patterns that backtrack catastrophically, RE2 cannot run, or are too long are refused.
+        for pattern, fragment in [("(a+)+$", "repeated group contains a quantifier"),
+                                  ("(x+x+)+y", "repeated group contains a quantifier"),
+                                  ("(\\w+\\s?)*$", "repeated group contains a quantifier"),
+                                  ("(a)\\1", "invalid regular expression"),
+                                  ("(?=Acme)A.*", "invalid regular expression"),
+                                  ("A" * 300, "longer than 256")]:
+            r = await admin.post("/v1/silences", json={**silence, "matchers": {"org=~": pattern}})
+            assert r.status_code == 422 and fragment in r.text, (pattern, r.text)
+        assert (await admin.get("/v1/silences")).json()["silences"] == []
+        ok = await admin.post("/v1/silences", json={**silence, "matchers": {"org=~": "Acme.*|Globex"}})
+        assert ok.status_code == 201, ok.text
+        assert (await admin.post("/v1/webhooks/hook/disable")).json()["enabled"] is False
+
+
 async def _ready(client: httpx.AsyncClient):
     r = await client.get("/readyz")
     return r.json() if r.status_code == 200 else None

@@ -5,7 +5,9 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from pydantic import ValidationError
 
-from lyssna.alerts.silences import Silence, event_labels, is_silenced, silenced_by
+from lyssna.alerts.silences import (
+    MAX_VALUE_CHARS, Silence, event_labels, has_nested_quantifier, is_silenced, matcher_problems, silenced_by,
+)
 from lyssna.common.contracts import AlertEvent
 
 UTC = timezone.utc
@@ -75,6 +77,8 @@ def test_naive_times_are_utc():
     ({}, "at least 1"),
     ({"organisation": "Acme"}, "unknown label 'organisation'"),
     ({"org=~": "Acme("}, "invalid regular expression"),
+    ({"org=~": "(A)\\1"}, "invalid regular expression"),      # a backreference: RE2 has none
+    ({"org=~": "(?!Globex).*"}, "invalid regular expression"),  # nor lookaround
 ])
 def test_invalid_matchers_are_refused(matchers, msg):
     with pytest.raises(ValidationError, match=msg):
@@ -89,3 +93,32 @@ def test_end_must_follow_start():
 def test_silence_roundtrips_as_json():
     s = silence({"org=~": "Acme.*"})
     assert Silence.model_validate_json(s.model_dump_json()) == s
+
+
+@pytest.mark.parametrize("pattern", ["(a+)+$", "(x+x+)+y", "(a*)*", "((ab)*c)+", "(?:a|b+){2,}", "(\\w+\\s?)*$",
+                                     "([(]+)+"])
+def test_a_repeated_group_containing_a_quantifier_is_refused(pattern):
+    assert has_nested_quantifier(pattern)
+    assert "repeated group contains a quantifier" in matcher_problems({"org=~": pattern})[0]
+
+
+@pytest.mark.parametrize("pattern", ["Acme.*", "Acme|Globex", "negative-(buzz|spike)", "(a+)?", "(ab)+",
+                                     "[+*(]+", "\\(a+\\)+", "(a){2}", "(a+){1}", "a{2,}b+"])
+def test_patterns_without_nested_repetition_are_accepted(pattern):
+    assert not has_nested_quantifier(pattern)
+    assert matcher_problems({"org=~": pattern}) == []
+
+
+def test_values_and_patterns_have_a_length_limit():
+    long = "A" * (MAX_VALUE_CHARS + 1)
+    assert [p.split(":")[0] for p in matcher_problems({"org": long, "rule=~": long})] == \
+        ["matcher 'org'", "matcher 'rule=~'"]
+    assert matcher_problems({"org": "A" * MAX_VALUE_CHARS}) == []
+
+
+def test_matching_runs_on_re2():
+    # A flag in the middle of a pattern is RE2 syntax (Python's re refuses it): the
+    # engine that matches is the linear-time one.
+    s = silence({"org=~": "Acme (?i)ROBOTICS"})
+    assert is_silenced(event(org="Acme Robotics"), [s], T0)
+    assert not is_silenced(event(org="ACME Robotics"), [s], T0)
