@@ -13,6 +13,8 @@ from collections.abc import Iterable, Sequence
 
 from lingua import ConfidenceValue, Language, LanguageDetector, LanguageDetectorBuilder
 
+from .textspans import LINK_PATTERN
+
 __all__ = ["SUPPORTED", "UNDETERMINED", "MIN_CONFIDENCE", "MIN_WORDS", "detect_language", "detect_languages"]
 
 UNDETERMINED = "und"
@@ -41,17 +43,17 @@ MIN_CONFIDENCE = 0.3
 
 # Stripped before detection: they carry no language signal, and hashtags or
 # handles made of Swedish-looking brand names pull every post towards sv/no/da.
-_NOISE = re.compile(
-    r"""
-    (?:https?://|www\.)\S+            # URLs
-    | [\w.+-]+@[\w-]+(?:\.[\w-]+)+    # e-mail addresses
-    | (?<![\w@.])(?:[\w-]+\.)+(?:se|no|dk|fi|de|at|ch|com|net|org|io|eu|nu)(?!\w)\S*  # bare domains
+# Links are the same definition mention matching uses, in the same single pass
+# (so a link wins over a handle at the same position); like every alternative
+# there, the handle one is linear: "[@#]" is one character, "\w+" cannot
+# backtrack into anything.
+_NOISE = re.compile(LINK_PATTERN + r"""
     | (?<![\w])[@#]\w+                # @handles and #hashtags
-    """,
-    re.VERBOSE,
-)
+    """, re.IGNORECASE | re.VERBOSE)
 # A word is a run of letters (digits, emoji and punctuation do not count);
 # apostrophes and hyphens inside words keep "don't" and "HR-chef" as one.
+# Linear: each joiner is one character the letter runs cannot match, so a
+# failed "'-" step gives back one character, never a re-split of the run.
 _WORD = re.compile(r"[^\W\d_]+(?:['’-][^\W\d_]+)*")
 
 # Lingua's low-accuracy mode (trigram models only) is about 3x faster. Lingua's

@@ -16,6 +16,8 @@ from typing import Any
 
 import ahocorasick
 
+from .textspans import link_spans, overlaps
+
 __all__ = [
     "Mention",
     "MentionMatcher",
@@ -161,47 +163,11 @@ SUFFIXES: frozenset[str] = frozenset(
     }
 )  # fmt: skip
 
-# URLs, bare domains and e-mail addresses. A name that appears only inside one
-# of them is not a mention (https://nordvik.se/jobb, jobb@nordvik.se): links
-# are shared without talking about the employer, and counting them would flood
-# reviewers with job-ad spam.
-_URL_RE = re.compile(
-    r"""
-    (?:https?://|www\.)[^\s<>"]+
-    | [\w.+-]+@[\w-]+(?:\.[\w-]+)+
-    | (?<![\w@.])(?:[\w-]+\.)+
-      (?:se|no|dk|fi|de|at|ch|com|net|org|io|eu|nu|co|uk|ai|app|info|biz)
-      (?![\w])(?:/[^\s<>"]*)?
-    """,
-    re.IGNORECASE | re.VERBOSE,
-)
-
-
 _HAS_WORD_CHAR = re.compile(r"[^\W_]").search
-_SPACE = re.compile(r"\s")
 
 
 def _is_word(ch: str) -> bool:
     return ch.isalnum() or ch == "_"
-
-
-def _inside_url(text: str, start: int, end: int) -> bool:
-    """Whether text[start:end] overlaps a URL or e-mail address.
-
-    URLs never contain whitespace, so only the surrounding whitespace-delimited
-    token is scanned; running the regex over the whole post cost more than the
-    Aho-Corasick pass itself.
-    """
-    tok_start = start
-    while tok_start > 0 and not text[tok_start - 1].isspace():
-        tok_start -= 1
-    m = _SPACE.search(text, end)
-    tok_end = m.start() if m else len(text)
-    token = text[tok_start:tok_end]
-    if "." not in token and "@" not in token:
-        return False
-    s, e = start - tok_start, end - tok_start
-    return any(u.start() < e and s < u.end() for u in _URL_RE.finditer(token))
 
 
 # --------------------------------------------------------------------------- #
@@ -279,12 +245,18 @@ class MentionMatcher:
         candidates.sort(key=lambda c: (c[0], -c[1]))
         out: list[Mention] = []
         taken_until = -1
+        # A name that appears only inside a URL, bare domain or e-mail address
+        # is not a mention (https://nordvik.se/jobb, jobb@nordvik.se): links are
+        # shared without talking about the employer, and counting them would
+        # flood reviewers with job-ad spam. Links are found once per text, only
+        # for texts with a candidate, and looked up per candidate.
+        links = link_spans(text)
         for start, end, org_ids in candidates:
             if start < taken_until:
                 continue
             taken_until = end
             o_start, o_end = self._to_original(text, offsets, start, end)
-            if _inside_url(text, o_start, o_end):
+            if overlaps(links, o_start, o_end):
                 continue
             surface = text[o_start:o_end]
             out.extend(Mention(self._names[i], o_start, o_end, surface) for i in org_ids)
