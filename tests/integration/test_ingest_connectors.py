@@ -328,3 +328,45 @@ async def test_an_oversized_answer_is_refused_while_it_streams():
         srv.routes["/api/v1/timelines/tag/x"] = endless
         with pytest.raises(SourceError, match="over the limit"):
             await anext(masto.batches(None))
+
+
+async def test_an_oversized_jetstream_frame_closes_the_connection():
+    big = post_event(1746435000009000, "3lbigframe01", "Acme " * 300_000)   # about 1.5 MB of JSON
+    async with JetstreamServer([big]) as js:
+        connector = BlueskyConnector(BlueskySource(type="bluesky", url=js.url), "bsky", max_wait_s=0.1)
+        batches = connector.batches(None)
+        with pytest.raises(SourceError, match="closed the connection"):
+            async for batch in batches:
+                assert batch.items == []
+        assert len(js.connections) == 1
+
+
+# ------------------------------------------------------------------ post times
+
+async def test_implausible_post_times_become_the_fetch_time_and_are_counted(settings, infra, topics):
+    future, old, fine = "2099-01-01T00:00:00Z", "1970-01-01T00:00:00Z", "2026-05-05T10:00:00Z"
+    async with running_app(settings) as (app, client):
+        r = await client.post("/v1/posts", json=[{"id": "t1", "text": "Acme", "created_at": future},
+                                                 {"id": "t2", "text": "Acme", "created_at": old},
+                                                 {"id": "t3", "text": "Acme", "created_at": fine}], headers=AUTH)
+        assert [x["status"] for x in r.json()["results"]] == ["accepted"] * 3
+        metrics = app.state.ingest.metrics
+        assert metrics.value("lyssna_ingest_created_at_replaced_total", source="http", reason="future") == 1
+        assert metrics.value("lyssna_ingest_created_at_replaced_total", source="http", reason="too_old") == 1
+    feed = (FEEDS / "rss_entities.xml").read_bytes().replace(
+        b"<pubDate>Tue, 05 May 2026 08:15:00 +0200</pubDate>", b"<pubDate>Fri, 01 Jan 2100 08:15:00 +0200</pubDate>")
+    assert b"2100" in feed
+    with FeedServer(feed) as srv:
+        src = RssSource(type="rss", url=f"{srv.base}/feed.xml", interval="1h", allow_private_network=True)
+        async with service(settings, RssConnector(src, "hr-news")) as (runner, cursors, metrics):
+            await eventually(lambda: handled(metrics, "rss") == 3, what="the feed's posts")
+            assert metrics.value("lyssna_ingest_created_at_replaced_total", source="rss", reason="future") == 1
+
+    posts = {p.id: p for p in (Post.from_bytes(v) for _, v in read_topic(infra.bootstrap_servers, topics.posts_raw))}
+    for pid in ("http/http/t1", "http/http/t2"):
+        assert posts[pid].created_at == posts[pid].fetched_at
+    assert posts["http/http/t3"].created_at.isoformat() == "2026-05-05T10:00:00+00:00"
+    from_feed = [p for p in posts.values() if p.source == "rss"]
+    replaced = [p for p in from_feed if p.created_at == p.fetched_at]
+    assert len(from_feed) == 3 and len(replaced) == 1 and replaced[0].text.startswith("Nordvik Energi varslar")
+    assert sorted(str(p.created_at) for p in from_feed if p not in replaced) == ["2026-05-04 14:00:00+00:00", "None"]

@@ -30,6 +30,9 @@ POST_COLLECTION = "app.bsky.feed.post"
 #: bounds what a broken or hostile endpoint can make the process buffer
 #: (times the websocket's receive queue of 16 frames).
 MAX_MESSAGE_BYTES = 1024 * 1024
+#: Frames at least this large are parsed in a worker thread, off the event loop;
+#: the usual few-kB event is not worth the hop.
+THREAD_PARSE_BYTES = 64 * 1024
 
 
 def subscribe_url(base: str, cursor: str | None) -> str:
@@ -107,8 +110,9 @@ class BlueskyConnector(Connector):
                     raise SourceError(f"{self.url} closed the connection: {e}") from e
                 if raw is not None:
                     try:
-                        event = json.loads(raw)
-                    except ValueError:
+                        event = (json.loads(raw) if len(raw) < THREAD_PARSE_BYTES
+                                 else await asyncio.to_thread(json.loads, raw))
+                    except (ValueError, RecursionError):
                         items.append(Rejection("jetstream sent a frame that is not JSON",
                                                payload=raw if isinstance(raw, str) else repr(raw)[:1000]))
                         continue

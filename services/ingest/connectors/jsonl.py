@@ -5,6 +5,9 @@ after the last line whose post is in Kafka (and its line number, for logs), so
 a restart continues with the next line. With ``speedup`` the gaps between the
 posts' ``created_at`` are replayed N times faster; without it the file goes as
 fast as Kafka takes it. The connector ends at the end of the file.
+
+Lines are read and parsed as JSON in a worker thread, a batch at a time, so a
+large file does not stall the event loop (the API, the other connectors).
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import logging
 import os
 import time
 from pathlib import Path
-from typing import AsyncIterator
+from typing import Any, AsyncIterator, BinaryIO
 
 from ..normalize import Normalized, Rejection, normalize, parse_timestamp
 from ..parsing import BodyError, parse_ndjson_line
@@ -32,6 +35,24 @@ def _event_time(item: object) -> float | None:
     except Exception:  # noqa: BLE001 - normalize reports the bad value itself
         return None
     return dt.timestamp() if dt else None
+
+
+def read_lines(f: BinaryIO, first_line: int, limit: int) -> list[tuple[bytes, Any]]:
+    """Up to ``limit`` lines from ``f``, each with its JSON value, or the BodyError
+    that says why it has none (None for a blank line). Blocking: run in a thread."""
+    out: list[tuple[bytes, Any]] = []
+    for lineno in range(first_line, first_line + limit):
+        raw = f.readline()
+        if not raw:
+            break
+        if not raw.strip():
+            out.append((raw, None))
+            continue
+        try:
+            out.append((raw, parse_ndjson_line(raw.rstrip(b"\r\n"), lineno)))
+        except BodyError as e:
+            out.append((raw, e))
+    return out
 
 
 class JsonlConnector(Connector):
@@ -67,40 +88,41 @@ class JsonlConnector(Connector):
             items: list[Normalized | Rejection] = []
             first_event: float | None = None
             started = 0.0
-            for raw in f:
-                line += 1
-                offset += len(raw)
-                if not raw.strip():
-                    continue
-                try:
-                    item = parse_ndjson_line(raw.rstrip(b"\r\n"), line)
-                except BodyError as e:
-                    if not raw.endswith(b"\n"):
-                        # A last line still being written: leave it for the next run.
-                        offset, line = offset - len(raw), line - 1
-                        break
-                    items.append(Rejection(f"{self.path.name} line {line}: {e}",
-                                           payload=raw.decode("utf-8", "replace")))
-                else:
-                    if self.speedup:
-                        at = _event_time(item)
-                        if at is not None:
-                            if first_event is None:
-                                first_event, started = at, self._clock()
-                            wait = (at - first_event) / self.speedup - (self._clock() - started)
-                            if wait > 0:
-                                if items:
-                                    yield Batch(items, self._cursor(offset - len(raw), line - 1))
-                                    items = []
-                                await self._sleep(wait)
-                    n = normalize(item, default_source="file")
-                    if isinstance(n, Rejection):
-                        n = Rejection(f"{self.path.name} line {line}: {n.reason}",
-                                      payload=raw.decode("utf-8", "replace"))
-                    items.append(n)
-                if len(items) >= self.batch_size:
-                    yield Batch(items, self._cursor(offset, line))
-                    items = []
+            partial = False
+            while not partial and (lines := await asyncio.to_thread(read_lines, f, line + 1, self.batch_size)):
+                for raw, item in lines:
+                    line += 1
+                    offset += len(raw)
+                    if item is None:
+                        continue
+                    if isinstance(item, BodyError):
+                        if not raw.endswith(b"\n"):
+                            # A last line still being written: leave it for the next run.
+                            offset, line = offset - len(raw), line - 1
+                            partial = True
+                            break
+                        items.append(Rejection(f"{self.path.name} line {line}: {item}",
+                                               payload=raw.decode("utf-8", "replace")))
+                    else:
+                        if self.speedup:
+                            at = _event_time(item)
+                            if at is not None:
+                                if first_event is None:
+                                    first_event, started = at, self._clock()
+                                wait = (at - first_event) / self.speedup - (self._clock() - started)
+                                if wait > 0:
+                                    if items:
+                                        yield Batch(items, self._cursor(offset - len(raw), line - 1))
+                                        items = []
+                                    await self._sleep(wait)
+                        n = normalize(item, default_source="file")
+                        if isinstance(n, Rejection):
+                            n = Rejection(f"{self.path.name} line {line}: {n.reason}",
+                                          payload=raw.decode("utf-8", "replace"))
+                        items.append(n)
+                    if len(items) >= self.batch_size:
+                        yield Batch(items, self._cursor(offset, line))
+                        items = []
             yield Batch(items, self._cursor(offset, line))
 
     @staticmethod
