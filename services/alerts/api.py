@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Awaitable, Callable, Mapping
 
-from fastapi import APIRouter, Body, FastAPI, HTTPException, Query, Response, status
+from fastapi import APIRouter, Body, FastAPI, HTTPException, Query, Request, Response, status
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -148,6 +149,12 @@ def create_app(ctx: ApiContext) -> FastAPI:
     guard(app, settings.alerts, keys=key_ring(settings.api_keys, settings.scoped_api_keys),
           required_scope=required_scope, service="alerts")
     add_protected_openapi(app)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+        # What is wrong and where, without repeating the rejected input back.
+        return JSONResponse({"detail": [{k: e[k] for k in ("type", "loc", "msg") if k in e} for e in exc.errors()]},
+                            status_code=422)
 
     @app.get("/healthz", tags=["health"])
     async def healthz() -> dict[str, str]:
