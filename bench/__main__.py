@@ -19,7 +19,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-BENCHES = ("ingest", "classify", "e2e")
+BENCHES = ("ingest", "classify", "adversarial", "e2e")
 
 
 def machine() -> dict:
@@ -75,6 +75,10 @@ def render(results: dict) -> str:
                 f"{r['lyssna_sentiment_macro_f1']:.3f} |", "",
                 f"**(b)/(a) = {r['ratio']}** (per repeat: {r['ratios_per_repeat']}; goal ≥ {r['goal_ratio']}, "
                 "with macro-F1 no more than 0.01 below fp32).", "", _machine_line(r["machine"]), ""]
+    if "adversarial" in results:
+        from bench.bench_adversarial import section
+
+        out += section(results["adversarial"]) + [_machine_line(results["adversarial"]["machine"]), ""]
     if "e2e" in results:
         r = results["e2e"]
         out += ["## End-to-end latency", "", "```", json.dumps({k: v for k, v in r.items() if k != "machine"},

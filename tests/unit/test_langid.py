@@ -113,3 +113,15 @@ def test_batch_mixes_short_and_long_texts_in_input_order() -> None:
     texts = [long_sv, short_en, "#jobb", long_de]
     assert detect_languages(texts) == ["sv", "en", UNDETERMINED, "de"]
     assert detect_languages(texts) == [detect_language(t) for t in texts]
+
+
+def test_long_text_is_judged_on_its_first_words() -> None:
+    sentence = POSTS[0][1]
+    words = langid._clean(sentence).split()
+    cleaned = langid._clean(" ".join([sentence] * 300))
+    assert len(cleaned) <= langid.MAX_CHARS
+    # Cut between words, never inside one.
+    assert cleaned.split() == (words * 300)[: len(cleaned.split())]
+    assert detect_language(" ".join([sentence] * 300)) == "sv"
+    # One word longer than the limit is cut inside the word.
+    assert langid._clean("a" * 5000 + " b c") == "a" * langid.MAX_CHARS
