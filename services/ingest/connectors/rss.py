@@ -39,12 +39,12 @@ _RETRYABLE = {429, 500, 502, 503, 504}
 _DATE_KEYS = ("published", "updated", "created")
 
 
-def _when(entry: Any, feed_zone: tzinfo = timezone.utc) -> datetime | None:
+def _when(entry: Any, zone: tzinfo = timezone.utc) -> datetime | None:
     """The entry's first date that is a real instant. The raw strings are read by
     feed_dates, not feedparser's ``*_parsed`` (which rolls 25:14 over into the next
     day, fills missing parts from today and drops PM)."""
     for key in _DATE_KEYS:
-        dt = to_utc(parse_feed_date(dict.get(entry, key)), feed_zone)
+        dt = to_utc(parse_feed_date(dict.get(entry, key)), zone)
         if dt is not None:
             return dt
     return None
