@@ -39,6 +39,7 @@ from .connectors.base import CursorStore
 from .dedup import Dedup
 from .metrics import IngestMetrics
 from .parsing import BodyError, TooManyItems, media_kind, parse_body
+from .normalize import TimeBounds
 from .pipeline import ACCEPTED, DUPLICATE, REJECTED, Pipeline, Unavailable
 from .producer import PostProducer
 
@@ -119,7 +120,8 @@ def build_state(settings: Settings, metrics: IngestMetrics | None = None,
     dedup = Dedup(client, settings.redis.key_prefix, int(settings.ingest.dedup_ttl.total_seconds()),
                   reservation_ttl_s=int(delivery_timeout_s * 3 + 30))
     pipeline = Pipeline(dedup=dedup, producer=producer, metrics=metrics, topic=topics.posts_raw,
-                        deadletter_topic=topics.deadletter, max_text_chars=settings.ingest.max_text_chars)
+                        deadletter_topic=topics.deadletter, max_text_chars=settings.ingest.max_text_chars,
+                        time_bounds=TimeBounds(settings.ingest.max_clock_skew, settings.ingest.max_post_age))
     return IngestState(settings, metrics, client, producer, pipeline)
 
 

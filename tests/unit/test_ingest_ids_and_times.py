@@ -102,3 +102,15 @@ def test_an_implausible_time_is_replaced_by_the_fetch_time():
 
     old = from_post(Post(id="rss:1", source="rss", text="t", fetched_at=NOW, created_at=datetime(1, 1, 1)))
     assert bounded_time(old, BOUNDS)[0].post.created_at == NOW
+
+
+def test_the_ingest_app_takes_its_time_bounds_from_the_settings():
+    from lyssna.common.config import load_settings
+    from lyssna.ingest.app import build_state
+    from lyssna.ingest.normalize import TimeBounds as Bounds
+
+    settings = load_settings(None, env={"LYSSNA_API_KEY": "k"})
+    settings = settings.model_copy(update={"ingest": settings.ingest.model_copy(
+        update={"max_clock_skew": timedelta(hours=2), "max_post_age": timedelta(days=30)})})
+    state = build_state(settings)
+    assert state.pipeline.time_bounds == Bounds(timedelta(hours=2), timedelta(days=30))
