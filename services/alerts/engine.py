@@ -44,9 +44,30 @@ def pick_samples(rule: RuleConfig, window: Window, posts: list[ClassifiedPost], 
     return [SamplePost(id=p.id, url=p.url, text=p.text) for p in fitting[:n]]
 
 
+class DirtyOrgs:
+    """Organizations counted since the engine's last pass, and a wake-up for it.
+
+    Its own object so the counter (which fills it) and the engine (which drains
+    it) can be built in either order: neither needs the other to exist.
+    """
+
+    def __init__(self) -> None:
+        self._orgs: set[str] = set()
+        self.wake = asyncio.Event()
+
+    def mark(self, org: str) -> None:
+        self._orgs.add(org)
+        self.wake.set()
+
+    def take(self) -> set[str]:
+        orgs, self._orgs = self._orgs, set()
+        return orgs
+
+
 class Engine:
     def __init__(self, settings: Settings, store: AlertsStore, counts: CountBuckets, outbox: Outbox,
-                 metrics: AlertsMetrics, *, ready: Callable[[], bool], clock: Callable[[], datetime] = utcnow):
+                 metrics: AlertsMetrics, *, ready: Callable[[], bool], clock: Callable[[], datetime] = utcnow,
+                 dirty: DirtyOrgs | None = None):
         self.settings = settings
         self.store = store
         self.counts = counts
@@ -54,14 +75,9 @@ class Engine:
         self.metrics = metrics
         self.ready = ready
         self.clock = clock
-        self._dirty: set[str] = set()
-        self._wake = asyncio.Event()
+        self.dirty = dirty or DirtyOrgs()
         self._warned: set[str] = set()
         self.last_pass: datetime | None = None
-
-    def mark_dirty(self, org: str) -> None:
-        self._dirty.add(org)
-        self._wake.set()
 
     async def run(self) -> None:
         interval = self.settings.alerts.evaluate_interval.total_seconds()
@@ -70,16 +86,17 @@ class Engine:
         while True:
             timeout = max(0.0, next_full - loop.time())
             try:
-                await asyncio.wait_for(self._wake.wait(), timeout=timeout)
+                await asyncio.wait_for(self.dirty.wake.wait(), timeout=timeout)
             except TimeoutError:
                 pass
-            self._wake.clear()
+            self.dirty.wake.clear()
             full = loop.time() >= next_full
             if not self.ready():
                 await asyncio.sleep(0.2)
                 continue
-            orgs = None if full else set(self._dirty)
-            self._dirty.clear()
+            orgs = self.dirty.take()
+            if full:
+                orgs = None
             try:
                 await self.evaluate(orgs)
             except asyncio.CancelledError:

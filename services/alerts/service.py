@@ -32,7 +32,7 @@ from lyssna.common.urlsafety import (AddressPolicy, UnsafeWebhookURL, WebhookURL
 from .api import ApiContext, create_app
 from .counts import Counter
 from .delivery import DeliveryWorker, OutboxReader, mask_url
-from .engine import Engine
+from .engine import DirtyOrgs, Engine
 from .metrics import SERVICE, AlertsMetrics
 from .outbox import Outbox
 from .retry import RetrySchedule
@@ -130,11 +130,11 @@ class AlertsService:
                                      resolver=self.resolver, address_policy=self.address_policy)
         self.reader = OutboxReader(s, self.store, self.outbox, self.metrics, schedule,
                                    on_queued=self.worker.wake)
-        self.counter = Counter(s, on_counted=lambda org: self.engine.mark_dirty(org),
-                               save_sample=self.store.add_sample,
+        dirty = DirtyOrgs()  # counter -> engine, so neither needs the other to exist first
+        self.counter = Counter(s, on_counted=dirty.mark, save_sample=self.store.add_sample,
                                on_deadletter=lambda: self.metrics.deadletters.labels(SERVICE).inc())
         self.engine = Engine(s, self.store, self.counter.counts, self.outbox, self.metrics,
-                             ready=self.counter.ready)
+                             ready=self.counter.ready, dirty=dirty)
         self.metrics.declare([r.name for r in s.rules], [w.name for w in s.webhooks])
 
         await self.reader.start()
