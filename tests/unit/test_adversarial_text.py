@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import pytest
 
-from bench.adversarial_posts import WATCH_NAME, by_name, corpus
+from bench.adversarial_posts import WATCH_NAME, WORST, by_name, corpus
 from lyssna.classify import langid, mentions
 from lyssna.classify.dataset import load_watchlist
 from lyssna.classify.langid import SUPPORTED, UNDETERMINED, detect_language, detect_languages
-from lyssna.classify.mentions import MentionMatcher
+from lyssna.classify.mentions import MentionMatcher, Organization
 from lyssna.classify.textspans import link_spans, overlaps
 from lyssna.common.contracts import MAX_TEXT_CHARS
 
@@ -35,6 +35,8 @@ def test_corpus_is_full_length_and_named_once() -> None:
     assert len(set(IDS)) == len(IDS)
     # Shorter texts would hide a quadratic pass behind small numbers.
     assert {len(p.text) for p in CORPUS} == {MAX_TEXT_CHARS}
+    # Built around another name (the end-to-end test's watchlist), still full length.
+    assert {len(p.text) for p in corpus("Alfakraft")} == {MAX_TEXT_CHARS}
 
 
 @pytest.mark.parametrize("post", CORPUS, ids=IDS)
@@ -44,8 +46,8 @@ def test_hostile_post_mentions_are_found_and_consistent(matcher: MentionMatcher,
         assert 0 <= m.start < m.end <= len(post.text)
         assert post.text[m.start : m.end] == m.surface
     assert [m.start for m in spans] == sorted(m.start for m in spans)
-    if post.mentions_acme is not None:
-        assert (ACME in {m.org for m in spans}) is post.mentions_acme
+    if post.mentions_name is not None:
+        assert (ACME in {m.org for m in spans}) is post.mentions_name
 
 
 @pytest.mark.parametrize("post", CORPUS, ids=IDS)
@@ -58,11 +60,12 @@ def test_hostile_posts_in_one_batch_match_one_by_one() -> None:
     assert detect_languages(texts) == [detect_language(t) for t in texts]
 
 
-def test_issue_post_finds_every_name() -> None:
+@pytest.mark.parametrize("name", [WATCH_NAME, "Alfakraft"])
+def test_worst_post_finds_every_name(name: str) -> None:
     # "Acme." * 4000: every one of the 4,000 names is a mention, none is a link.
-    text = by_name("acme-dot-run").text
-    spans = MentionMatcher(WATCHLIST).find_spans(text)
-    assert len(spans) == text.count("Acme.") and {m.org for m in spans} == {ACME}
+    text = by_name(WORST, name).text
+    spans = MentionMatcher([Organization(name)]).find_spans(text)
+    assert len(spans) == text.count(f"{name}.") and {m.org for m in spans} == {name}
 
 
 # --------------------------------------------------------------------------- #
