@@ -123,9 +123,13 @@ class Pipeline:
             else:
                 results.append(ItemResult(i, p.post.id, ACCEPTED, ignored_fields=p.ignored_fields))
                 candidates.append((i, p))
-        if candidates:
-            await self._deliver(candidates, results)
-        self.metrics.count(channel, _tally(results))
+        try:
+            if candidates:
+                await self._deliver(candidates, results)
+        finally:
+            # Also when a dependency is down (Unavailable): every received item
+            # ends in one outcome, so received == the sum of the outcomes.
+            self.metrics.count(channel, _tally(results))
         return results
 
     async def _deliver(self, candidates: list[tuple[int, Normalized]], results: list[ItemResult]) -> None:

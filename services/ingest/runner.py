@@ -18,7 +18,7 @@ from typing import Awaitable, Callable, Sequence
 
 import httpx
 
-from lyssna.common.config import BlueskySource, FileSource, MastodonSource, RssSource, Settings
+from lyssna.common.config import Settings
 
 from .connectors.base import Batch, Connector, CursorStore, backoff_delay, connector_name
 from .metrics import IngestMetrics
@@ -33,25 +33,11 @@ STOP_GRACE_S = 15.0
 
 
 def build_connectors(settings: Settings, *, http: httpx.AsyncClient | None = None) -> list[Connector]:
-    from .connectors.bluesky import BlueskyConnector
-    from .connectors.fetch import FetchPolicy
-    from .connectors.jsonl import JsonlConnector
-    from .connectors.mastodon import MastodonConnector
-    from .connectors.rss import RssConnector
+    """One connector per configured source, found by its ``type``."""
+    from .connectors import CONNECTORS
 
-    out: list[Connector] = []
-    for i, src in enumerate(settings.sources):
-        name = connector_name(src, i)
-        if isinstance(src, (RssSource, MastodonSource)):
-            policy = FetchPolicy(max_bytes=settings.ingest.max_feed_bytes,
-                                 allow_private_network=src.allow_private_network)
-            kind = RssConnector if isinstance(src, RssSource) else MastodonConnector
-            out.append(kind(src, name, client=http, policy=policy))
-        elif isinstance(src, BlueskySource):
-            out.append(BlueskyConnector(src, name))
-        elif isinstance(src, FileSource):
-            out.append(JsonlConnector(src.path, name, speedup=src.speedup))
-    return out
+    return [CONNECTORS[src.type].from_source(src, connector_name(src, i), settings, http=http)
+            for i, src in enumerate(settings.sources)]
 
 
 class ConnectorRunner:

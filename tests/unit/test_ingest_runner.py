@@ -259,3 +259,42 @@ async def test_stop_lets_a_delivery_in_progress_finish_and_store_its_cursor():
     await stopping
     assert pipeline.produced == ["p0"]
     assert cursors.values[c.cursor_key] == "1"   # the second batch was never read
+
+
+def test_every_configured_source_type_has_its_registered_connector():
+    import typing
+
+    from lyssna.common.config import SourceConfig
+    from lyssna.ingest.connectors import CONNECTORS
+
+    models = typing.get_args(typing.get_args(SourceConfig)[0])
+    by_type = {typing.get_args(m.model_fields["type"].annotation)[0]: m for m in models}
+    assert {t: c.source_model for t, c in CONNECTORS.items()} == by_type
+
+
+async def test_connectors_are_built_by_their_source_type(tmp_path):
+    from lyssna.common.config import load_settings
+    from lyssna.ingest.connectors.bluesky import BlueskyConnector
+    from lyssna.ingest.connectors.fetch import FetchPolicy
+    from lyssna.ingest.connectors.jsonl import JsonlConnector
+    from lyssna.ingest.connectors.mastodon import MastodonConnector
+    from lyssna.ingest.connectors.rss import RssConnector
+    from lyssna.ingest.runner import build_connectors
+
+    config = tmp_path / "lyssna.yaml"
+    config.write_text(f"""
+ingest: {{max_feed_bytes: 123456}}
+sources:
+  - {{type: rss, url: "https://feeds.example/hr.xml"}}
+  - {{type: mastodon, instance: "https://mastodon.example", hashtag: acme}}
+  - {{type: bluesky, url: "wss://jetstream.example/subscribe"}}
+  - {{type: file, path: "{tmp_path / 'posts.jsonl'}"}}
+""")
+    connectors = build_connectors(load_settings(config, env={}))
+    try:
+        assert [type(c) for c in connectors] == [RssConnector, MastodonConnector, BlueskyConnector, JsonlConnector]
+        assert connectors[0].policy == FetchPolicy(max_bytes=123456, allow_private_network=False)
+        assert connectors[1].policy.max_bytes == 123456
+    finally:
+        for c in connectors:
+            await c.aclose()

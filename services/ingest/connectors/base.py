@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, AsyncIterator, ClassVar
 
+import httpx
 import redis.asyncio as aioredis
 
 from lyssna.common.contracts import MAX_TEXT_CHARS, Post
@@ -45,9 +46,31 @@ class SourceError(Exception):
         self.retry_after = retry_after
 
 
+#: Connector classes by the ``type`` of the source they read (``sources[].type`` in
+#: the config), filled by :func:`register` as each connector module is imported.
+CONNECTORS: dict[str, type["Connector"]] = {}
+
+
+def register(cls: type["Connector"]) -> type["Connector"]:
+    """Class decorator: make ``cls`` the connector for sources of ``cls.type``."""
+    if cls.type in CONNECTORS:
+        raise ValueError(f"two connectors for source type {cls.type!r}")
+    CONNECTORS[cls.type] = cls
+    return cls
+
+
 class Connector(abc.ABC):
-    #: The ``Post.source`` value and the metrics channel.
+    #: The ``Post.source`` value, the metrics channel and the ``type`` of its source config.
     type: ClassVar[str]
+    #: The config model of this connector's sources (lyssna.common.config, where
+    #: the one settings object validates them).
+    source_model: ClassVar[type]
+
+    @classmethod
+    def from_source(cls, source: Any, name: str, settings: Any, *,
+                    http: httpx.AsyncClient | None = None) -> "Connector":
+        """The connector for one configured source (every registered connector has one)."""
+        raise NotImplementedError(f"{cls.__name__} cannot be built from a source config")
 
     def __init__(self, name: str, identity: str):
         self.name = name                 # the ``connector`` metrics label

@@ -22,7 +22,7 @@ from lyssna.common.config import BlueskySource
 from lyssna.common.contracts import Post
 
 from ..normalize import Rejection
-from .base import USER_AGENT, Batch, Connector, SourceError, clip_text, source_time
+from .base import USER_AGENT, Batch, Connector, SourceError, clip_text, register, source_time
 
 POST_COLLECTION = "app.bsky.feed.post"
 #: Largest frame accepted; a bigger one closes the connection (the runner then
@@ -72,8 +72,14 @@ def event_to_post(event: Any) -> Post | Rejection | None:
                          payload=json.dumps(event, default=str)[:100_000])
 
 
+@register
 class BlueskyConnector(Connector):
     type = "bluesky"
+    source_model = BlueskySource
+
+    @classmethod
+    def from_source(cls, source: BlueskySource, name: str, settings, *, http=None) -> "BlueskyConnector":
+        return cls(source, name)
 
     def __init__(self, source: BlueskySource, name: str, *, max_batch: int = 500,
                  max_wait_s: float = 0.5, open_timeout_s: float = 15.0):

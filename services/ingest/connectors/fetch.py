@@ -49,6 +49,11 @@ class FetchPolicy:
     resolver: Any = socket.getaddrinfo
     address_policy: AddressPolicy = why_not_public
 
+    @classmethod
+    def for_source(cls, source: Any, settings: Any) -> "FetchPolicy":
+        """The policy of one configured HTTP source (rss, mastodon)."""
+        return cls(max_bytes=settings.ingest.max_feed_bytes, allow_private_network=source.allow_private_network)
+
 
 async def _route(url: str, policy: FetchPolicy) -> tuple[str, dict[str, str], dict[str, Any]]:
     """Where to connect for ``url``: (request URL, extra headers, extensions)."""

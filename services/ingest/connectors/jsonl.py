@@ -22,7 +22,9 @@ from typing import Any, AsyncIterator, BinaryIO
 
 from ..normalize import Normalized, Rejection, normalize, parse_timestamp
 from ..parsing import BodyError, parse_ndjson_line
-from .base import Batch, Connector, SourceError
+from lyssna.common.config import FileSource
+
+from .base import Batch, Connector, SourceError, register
 
 log = logging.getLogger(__name__)
 
@@ -55,8 +57,14 @@ def read_lines(f: BinaryIO, first_line: int, limit: int) -> list[tuple[bytes, An
     return out
 
 
+@register
 class JsonlConnector(Connector):
     type = "file"
+    source_model = FileSource
+
+    @classmethod
+    def from_source(cls, source: FileSource, name: str, settings, *, http=None) -> "JsonlConnector":
+        return cls(source.path, name, speedup=source.speedup)
 
     def __init__(self, path: str | os.PathLike, name: str, *, speedup: float | None = None,
                  batch_size: int = 500, base_dir: str | os.PathLike | None = None,

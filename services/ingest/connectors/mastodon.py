@@ -31,7 +31,7 @@ from lyssna.common.contracts import Post
 
 from ..html_text import html_to_text
 from ..normalize import Rejection
-from .base import USER_AGENT, Batch, Connector, SourceError, clip_text, source_time
+from .base import USER_AGENT, Batch, Connector, SourceError, clip_text, register, source_time
 from .fetch import Fetched, FetchPolicy, safe_get
 
 PAGE_SIZE = 40          # the API's maximum
@@ -72,8 +72,14 @@ def status_to_post(status: Any, *, instance: str) -> Post | Rejection | None:
                          payload=json.dumps(status, default=str)[:100_000])
 
 
+@register
 class MastodonConnector(Connector):
     type = "mastodon"
+    source_model = MastodonSource
+
+    @classmethod
+    def from_source(cls, source: MastodonSource, name: str, settings, *, http=None) -> "MastodonConnector":
+        return cls(source, name, client=http, policy=FetchPolicy.for_source(source, settings))
 
     def __init__(self, source: MastodonSource, name: str, *, client: httpx.AsyncClient | None = None,
                  timeout_s: float = 30.0, policy: FetchPolicy | None = None):

@@ -28,7 +28,7 @@ from lyssna.common.contracts import Post
 
 from ..html_text import html_to_text
 from ..normalize import Rejection
-from .base import USER_AGENT, Batch, Connector, SourceError, clip_text
+from .base import USER_AGENT, Batch, Connector, SourceError, clip_text, register
 from .feed_dates import parse_feed_date, to_utc
 from .fetch import FetchPolicy, safe_get
 
@@ -143,8 +143,14 @@ def _retry_after(resp: Any) -> float | None:
     return float(v) if v.strip().isdigit() else None
 
 
+@register
 class RssConnector(Connector):
     type = "rss"
+    source_model = RssSource
+
+    @classmethod
+    def from_source(cls, source: RssSource, name: str, settings, *, http=None) -> "RssConnector":
+        return cls(source, name, client=http, policy=FetchPolicy.for_source(source, settings))
 
     def __init__(self, source: RssSource, name: str, *, client: httpx.AsyncClient | None = None,
                  timeout_s: float = 30.0, policy: FetchPolicy | None = None):
