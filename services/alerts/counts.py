@@ -230,7 +230,7 @@ class CountBuckets:
 
 # ---------------------------------------------------------------- the Faust app
 
-class Counter:
+class MentionCounter:
     """The Faust app: both agents and the counts table."""
 
     def __init__(self, settings: Settings, *,

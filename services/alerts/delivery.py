@@ -37,7 +37,7 @@ from lyssna.common.urlsafety import AddressPolicy, check_webhook_url, pinned_req
 
 from . import payloads
 from .metrics import SERVICE, AlertsMetrics
-from .outbox import Outbox
+from .outbox import AlertEventPublisher
 from .retry import Outcome, RetrySchedule, classify_exception, classify_response, retry_after_header
 from .signing import webhook_headers
 from .silences import silenced_by
@@ -87,11 +87,11 @@ def _iso(dt: datetime | None) -> str | None:
 class OutboxReader:
     """alerts.events -> delivery records and the retry queue in Redis."""
 
-    def __init__(self, settings: Settings, store: AlertsStore, outbox: Outbox, metrics: AlertsMetrics,
+    def __init__(self, settings: Settings, store: AlertsStore, publisher: AlertEventPublisher, metrics: AlertsMetrics,
                  schedule: RetrySchedule, *, on_queued: Callable[[], None] = lambda: None):
         self.settings = settings
         self.store = store
-        self.outbox = outbox
+        self.publisher = publisher
         self.metrics = metrics
         self.schedule = schedule
         self.on_queued = on_queued
@@ -137,7 +137,7 @@ class OutboxReader:
         try:
             event = AlertEvent.from_bytes(msg.value)
         except ValueError as e:
-            await self.outbox.dead_letter(DeadLetter.for_record(
+            await self.publisher.dead_letter(DeadLetter.for_record(
                 service=SERVICE, topic=msg.topic, reason=f"not a valid AlertEvent: {e}", value=msg.value,
                 key=msg.key, partition=msg.partition, offset=msg.offset))
             self.metrics.deadletters.labels(SERVICE).inc()
@@ -181,7 +181,7 @@ class OutboxReader:
                 self.metrics.deliveries.labels(name, "disabled").inc()
             elif record.status is DeliveryStatus.failed:
                 self.metrics.deliveries.labels(name, "failed").inc()
-                await _dead_letter(self.outbox, self.store, self.metrics, record, event, record.reason)
+                await _dead_letter(self.publisher, self.store, self.metrics, record, event, record.reason)
             else:
                 queued = True
             log.info("delivery %s", record.status.value, extra={
@@ -190,13 +190,13 @@ class OutboxReader:
             self.on_queued()
 
 
-async def _dead_letter(outbox: Outbox, store: AlertsStore, metrics: AlertsMetrics, record: DeliveryRecord,
+async def _dead_letter(publisher: AlertEventPublisher, store: AlertsStore, metrics: AlertsMetrics, record: DeliveryRecord,
                        event: AlertEvent | None, reason: str) -> None:
-    dl = DeadLetter(service=SERVICE, topic=outbox.events_topic, key=record.id,
+    dl = DeadLetter(service=SERVICE, topic=publisher.events_topic, key=record.id,
                     reason=f"webhook {record.webhook}: {reason}"[:2000],
                     payload=event.model_dump_json() if event else record.model_dump_json())
     try:
-        await outbox.dead_letter(dl)
+        await publisher.dead_letter(dl)
     except Exception:
         # The record stays in Redis as failed/dead with deadlettered=false, so
         # the loss is visible in the API even when Kafka is away.
@@ -210,13 +210,13 @@ async def _dead_letter(outbox: Outbox, store: AlertsStore, metrics: AlertsMetric
 class DeliveryWorker:
     """Redis retry queue -> HTTP POST to the receivers."""
 
-    def __init__(self, settings: Settings, store: AlertsStore, outbox: Outbox, metrics: AlertsMetrics,
+    def __init__(self, settings: Settings, store: AlertsStore, publisher: AlertEventPublisher, metrics: AlertsMetrics,
                  schedule: RetrySchedule, secrets: Mapping[str, list[str]], *,
                  resolver: Callable = socket.getaddrinfo, address_policy: AddressPolicy = why_not_public,
                  poll_interval: float = 0.25):
         self.settings = settings
         self.store = store
-        self.outbox = outbox
+        self.publisher = publisher
         self.metrics = metrics
         self.schedule = schedule
         self.secrets = secrets
@@ -396,7 +396,7 @@ class DeliveryWorker:
         await self.store.unschedule(record.id)
         self.metrics.deliveries.labels(record.webhook, metric).inc()
         if dead_letter or status is DeliveryStatus.failed:
-            await _dead_letter(self.outbox, self.store, self.metrics, record, event, reason or status.value)
+            await _dead_letter(self.publisher, self.store, self.metrics, record, event, reason or status.value)
 
 
 async def redeliver(store: AlertsStore, record: DeliveryRecord, disabled: Mapping[str, object]) -> DeliveryRecord:

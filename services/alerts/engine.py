@@ -29,7 +29,7 @@ from lyssna.common.contracts import AlertEvent, ClassifiedPost, SamplePost, utcn
 from . import rules as R
 from .counts import CountBuckets
 from .metrics import AlertsMetrics
-from .outbox import Outbox
+from .outbox import AlertEventPublisher
 from .ruleset import merge
 from .store import AlertsStore, StoredAlert
 from .windows import Window, trailing_windows, window_for
@@ -65,13 +65,13 @@ class DirtyOrgs:
 
 
 class Engine:
-    def __init__(self, settings: Settings, store: AlertsStore, counts: CountBuckets, outbox: Outbox,
+    def __init__(self, settings: Settings, store: AlertsStore, counts: CountBuckets, publisher: AlertEventPublisher,
                  metrics: AlertsMetrics, *, ready: Callable[[], bool], clock: Callable[[], datetime] = utcnow,
                  dirty: DirtyOrgs | None = None):
         self.settings = settings
         self.store = store
         self.counts = counts
-        self.outbox = outbox
+        self.publisher = publisher
         self.metrics = metrics
         self.ready = ready
         self.clock = clock
@@ -129,18 +129,18 @@ class Engine:
         counted = self.counts.orgs()
         emitted = []
         for rule in rule_list:
-            firing = [org for (name, org), a in stored.items() if name == rule.name and a.alert_state.firing]
+            firing = [org for (name, org), a in stored.items() if name == rule.name and a.rule_state.firing]
             for org in R.evaluation_orgs(rule, counted, firing):
                 if only_orgs is not None and org not in only_orgs:
                     continue
                 prev = stored.get((rule.name, org))
-                event = await self._judge(rule, org, prev.alert_state if prev else None, now, since)
+                event = await self._judge(rule, org, prev.rule_state if prev else None, now, since)
                 if event is not None:
                     emitted.append(event)
         self.last_pass = now
         return emitted
 
-    async def _judge(self, rule: RuleConfig, org: str, state: R.AlertState | None, now: datetime,
+    async def _judge(self, rule: RuleConfig, org: str, state: R.RuleState | None, now: datetime,
                      since: datetime) -> AlertEvent | None:
         window = window_for(now, rule.window)
         decision, current = self._decide(rule, org, window, state, now, since)
@@ -160,7 +160,7 @@ class Engine:
                                    self.settings.alerts.samples_per_alert)
         event = R.make_event(rule, org, decision, window=window, current=current, samples=samples)
         await self.store.save_decision(rule.name, org, decision.state, event)
-        await self.outbox.publish(event)
+        await self.publisher.publish(event)
         await self.store.clear_pending(rule.name, org, event.event_id)
         self.metrics.events.labels(rule.name, event.state.value).inc()
         log.info("alert %s", event.state.value, extra={
@@ -168,7 +168,7 @@ class Engine:
             "count": event.count, "reason": decision.reason})
         return event
 
-    def _decide(self, rule: RuleConfig, org: str, window: Window, state: R.AlertState | None, now: datetime,
+    def _decide(self, rule: RuleConfig, org: str, window: Window, state: R.RuleState | None, now: datetime,
                 since: datetime, late: timedelta = timedelta(0)) -> tuple[R.Decision, R.WindowCounts]:
         current = R.counts_for(rule, org, self.counts.cells(org, window.start, window.end))
         baseline = []
@@ -182,7 +182,7 @@ class Engine:
 
     async def _publish_pending(self, alert: StoredAlert) -> None:
         event = alert.pending_event
-        await self.outbox.publish(event)
+        await self.publisher.publish(event)
         await self.store.clear_pending(alert.rule, alert.org, event.event_id)
         self.metrics.events.labels(alert.rule, event.state.value).inc()
         log.info("republished pending outbox event", extra={"rule": alert.rule, "org": alert.org,

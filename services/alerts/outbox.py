@@ -1,5 +1,9 @@
 """Publishing to Kafka: alert events to the outbox topic, failures to the dead letter.
 
+:class:`AlertEventPublisher` is only the Kafka side of the outbox: the outbox
+itself is each alert's ``pending`` event in Redis (:class:`.store.StoredAlert`),
+written before publishing and cleared once Kafka has it.
+
 Both wait for the broker's acknowledgement (``acks=all``, idempotent
 producer): an event counts as published only once Kafka has it.
 """
@@ -12,7 +16,7 @@ from lyssna.common.config import Settings
 from lyssna.common.contracts import AlertEvent, DeadLetter
 
 
-class Outbox:
+class AlertEventPublisher:
     def __init__(self, settings: Settings):
         self.settings = settings
         self.events_topic = settings.kafka.topics.alerts_events

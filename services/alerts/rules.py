@@ -2,7 +2,7 @@
 
 One alert lives per (rule, organization). Each evaluation takes the counts of
 the current window (and, for spikes, the trailing windows), the alert's
-previous :class:`AlertState` and ``now``, and returns a :class:`Decision`:
+previous :class:`RuleState` and ``now``, and returns a :class:`Decision`:
 ``fire``, ``resolve`` or ``stay``, plus the state to store. Nothing here reads
 a clock, a table or the network, so the same inputs always give the same
 decision, including after a restart that rebuilds the state from storage.
@@ -53,7 +53,7 @@ from enum import StrEnum
 from typing import Any, Iterable, Mapping, Sequence
 
 from lyssna.common.config import CountCondition, RatioCondition, RuleConfig, SpikeCondition
-from lyssna.common.contracts import AlertEvent, AlertState as EventState, ClassifiedPost, SamplePost, as_utc
+from lyssna.common.contracts import AlertEvent, AlertState, ClassifiedPost, SamplePost, as_utc
 
 from .windows import Window
 
@@ -218,9 +218,11 @@ def _check_spike(cond: SpikeCondition, current: WindowCounts,
 # ---------------------------------------------------------------- state machine
 
 @dataclass(frozen=True)
-class AlertState:
+class RuleState:
     """What the engine remembers per (rule, org) between evaluations.
 
+    Not the event's state (:class:`lyssna.common.contracts.AlertState`, firing
+    or resolved): this is the engine's own memory that decides the next event.
     ``seq`` counts the events emitted so far; it keeps ids unique when one
     window fires twice (a short cooldown on a ratio that dips and recovers).
     """
@@ -240,7 +242,7 @@ class AlertState:
                 "seq": self.seq}
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any] | None) -> "AlertState":
+    def from_dict(cls, d: Mapping[str, Any] | None) -> "RuleState":
         if not d:
             return cls()
 
@@ -262,7 +264,7 @@ class Action(StrEnum):
 @dataclass(frozen=True)
 class Decision:
     action: Action
-    state: AlertState  # store this; it is the input of the next evaluation
+    state: RuleState  # store this; it is the input of the next evaluation
     condition: ConditionResult | None
     reason: str
     decided_at: datetime
@@ -301,7 +303,7 @@ def event_id(alert_id: str, state: str, seq: int = 0) -> str:
 
 
 def evaluate(rule: RuleConfig, org: str, *, window: Window, current: WindowCounts,
-             baseline: Sequence[WindowCounts] = (), state: AlertState | None = None,
+             baseline: Sequence[WindowCounts] = (), state: RuleState | None = None,
              now: datetime, late: timedelta = timedelta(0)) -> Decision:
     """Decide what happens to the (rule, org) alert given a window's counts.
 
@@ -314,7 +316,7 @@ def evaluate(rule: RuleConfig, org: str, *, window: Window, current: WindowCount
     reads a clock itself.
     """
     now = as_utc(now)
-    prev = state or AlertState()
+    prev = state or RuleState()
     start, end = as_utc(window.start), as_utc(window.end)
     span = f"window {window.start.isoformat()}..{window.end.isoformat()}"
     if now < start or now >= end + late or (now >= end and prev.firing):
@@ -331,7 +333,7 @@ def evaluate(rule: RuleConfig, org: str, *, window: Window, current: WindowCount
         aid = prev.alert_id or alert_id(rule.name, org, prev.window_start or window.start, prev.seq)
         new = replace(prev, firing=False, last_resolved_at=now, seq=seq, alert_id=aid)
         return Decision(Action.resolve, new, cond, f"resolved: {cond.reason}", now, aid,
-                        event_id(aid, EventState.resolved.value, seq))
+                        event_id(aid, AlertState.resolved.value, seq))
     if not cond.met:
         return Decision(Action.stay, prev, cond, cond.reason, now)
     if prev.fired_at is not None and now < as_utc(prev.fired_at) + rule.cooldown:
@@ -340,10 +342,10 @@ def evaluate(rule: RuleConfig, org: str, *, window: Window, current: WindowCount
                         f"condition met but in cooldown until {until.isoformat()}: {cond.reason}", now)
     seq = prev.seq + 1
     aid = alert_id(rule.name, org, window.start, prev.seq)
-    new = AlertState(firing=True, alert_id=aid, fired_at=now, last_resolved_at=prev.last_resolved_at,
+    new = RuleState(firing=True, alert_id=aid, fired_at=now, last_resolved_at=prev.last_resolved_at,
                      window_start=as_utc(window.start), seq=seq)
     return Decision(Action.fire, new, cond, f"firing: {cond.reason}", now, aid,
-                    event_id(aid, EventState.firing.value, seq))
+                    event_id(aid, AlertState.firing.value, seq))
 
 
 def evaluation_orgs(rule: RuleConfig, counted_orgs: Iterable[str],
@@ -360,7 +362,7 @@ def make_event(rule: RuleConfig, org: str, decision: Decision, *, window: Window
     """The outbox record for a ``fire`` or ``resolve`` decision."""
     if not decision.emits:
         raise ValueError("a 'stay' decision has no event")
-    state = EventState.firing if decision.action is Action.fire else EventState.resolved
+    state = AlertState.firing if decision.action is Action.fire else AlertState.resolved
     sentiment = _numerator_sentiment(rule)
     sample_posts = [s if isinstance(s, SamplePost) else SamplePost(id=s.id, url=s.url, text=s.text)
                     for s in samples]

@@ -30,11 +30,11 @@ from lyssna.common.urlsafety import (AddressPolicy, UnsafeWebhookURL, WebhookURL
                                      why_not_public)
 
 from .api import ApiContext, create_app
-from .counts import Counter
+from .counts import MentionCounter
 from .delivery import DeliveryWorker, OutboxReader, mask_url
 from .engine import DirtyOrgs, Engine
 from .metrics import SERVICE, AlertsMetrics
-from .outbox import Outbox
+from .outbox import AlertEventPublisher
 from .retry import RetrySchedule
 from .ruleset import RuleError, check_rule
 from .signing import SecretError, parse_secrets
@@ -122,7 +122,7 @@ class AlertsService:
         self.store = AlertsStore(self.redis, s.redis.key_prefix, history_retention=s.alerts.history_retention)
         schedule = RetrySchedule(s.alerts.retry_schedule)
 
-        self.outbox = Outbox(s)
+        self.outbox = AlertEventPublisher(s)
         await self.outbox.start()
         self._started.append(self.outbox)
 
@@ -131,8 +131,8 @@ class AlertsService:
         self.reader = OutboxReader(s, self.store, self.outbox, self.metrics, schedule,
                                    on_queued=self.worker.wake)
         dirty = DirtyOrgs()  # counter -> engine, so neither needs the other to exist first
-        self.counter = Counter(s, on_counted=dirty.mark, save_sample=self.store.add_sample,
-                               on_deadletter=lambda: self.metrics.deadletters.labels(SERVICE).inc())
+        self.counter = MentionCounter(s, on_counted=dirty.mark, save_sample=self.store.add_sample,
+                                      on_deadletter=lambda: self.metrics.deadletters.labels(SERVICE).inc())
         self.engine = Engine(s, self.store, self.counter.counts, self.outbox, self.metrics,
                              ready=self.counter.ready, dirty=dirty)
         self.metrics.declare([r.name for r in s.rules], [w.name for w in s.webhooks])

@@ -194,7 +194,3 @@ class Silence(BaseModel):
 def silenced_by(event: AlertEvent, silences: Iterable[Silence], now: datetime) -> Silence | None:
     """The first active silence matching ``event``, if any (for the delivery log)."""
     return next((s for s in silences if s.is_active(now) and s.matches(event)), None)
-
-
-def is_silenced(event: AlertEvent, silences: Iterable[Silence], now: datetime) -> bool:
-    return silenced_by(event, silences, now) is not None

@@ -20,9 +20,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from redis.asyncio import Redis
 
 from lyssna.common.config import RuleConfig
-from lyssna.common.contracts import AlertEvent, AlertState as EventState, ClassifiedPost, utcnow
+from lyssna.common.contracts import AlertEvent, AlertState, ClassifiedPost, utcnow
 
-from .rules import AlertState
+from .rules import RuleState
 from .silences import Silence
 
 SAMPLES_KEPT = 200  # recent posts per organization to pick alert samples from
@@ -72,7 +72,7 @@ class DeliveryRecord(BaseModel):
     alert_id: str
     rule: str
     org: str
-    state: EventState
+    state: AlertState
     webhook: str
     status: DeliveryStatus
     created_at: datetime
@@ -104,8 +104,8 @@ class StoredAlert(BaseModel):
     pending: str | None = None  # AlertEvent JSON written before publishing, cleared after
 
     @property
-    def alert_state(self) -> AlertState:
-        return AlertState.from_dict(self.state)
+    def rule_state(self) -> RuleState:
+        return RuleState.from_dict(self.state)
 
     @property
     def pending_event(self) -> AlertEvent | None:
@@ -185,13 +185,13 @@ class AlertsStore:
             out[(a.rule, a.org)] = a
         return out
 
-    async def save_decision(self, rule: str, org: str, state: AlertState, event: AlertEvent) -> None:
+    async def save_decision(self, rule: str, org: str, state: RuleState, event: AlertEvent) -> None:
         """Remember the new state together with the event it emits, before the
         event is published: a crash after this publishes the same event again."""
         stored = StoredAlert(rule=rule, org=org, state=state.to_dict(), pending=event.model_dump_json())
         pipe = self.redis.pipeline(transaction=True)
         pipe.hset(self.k("state"), self._state_field(rule, org), stored.model_dump_json())
-        if event.state == EventState.firing:
+        if event.state == AlertState.firing:
             pipe.hset(self.k("active"), event.alert_id, json.dumps({
                 "alert_id": event.alert_id, "rule": rule, "org": org,
                 "fired_at": event.occurred_at.isoformat(), "event": event.model_dump(mode="json")}))

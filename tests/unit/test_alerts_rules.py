@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from lyssna.alerts.rules import (
-    Action, AlertState, WindowCounts, alert_id, cell_keys, check_condition, counts_for,
+    Action, RuleState, WindowCounts, alert_id, cell_keys, check_condition, counts_for,
     evaluate, evaluation_orgs, event_id, keys_for, make_event, matches,
 )
 from lyssna.alerts.windows import Window, window_for
@@ -312,7 +312,7 @@ def run(steps, restart_every=None):
         out.append((d.action, d.alert_id if d.emits else None, d.event_id))
         state = d.state
         if restart_every and i % restart_every == 0:
-            state = AlertState.from_dict(json.loads(json.dumps(state.to_dict())))
+            state = RuleState.from_dict(json.loads(json.dumps(state.to_dict())))
     return out, state
 
 
@@ -339,10 +339,10 @@ def test_events_alternate_and_respect_cooldown(steps):
     assert len(event_ids) == len(set(event_ids))
 
 
-def test_alert_state_roundtrip():
-    s = AlertState(True, "alr_x", T0, None, T0, 3)
-    assert AlertState.from_dict(json.loads(json.dumps(s.to_dict()))) == s
-    assert AlertState.from_dict(None) == AlertState() == AlertState.from_dict({})
+def test_rule_state_roundtrip():
+    s = RuleState(True, "alr_x", T0, None, T0, 3)
+    assert RuleState.from_dict(json.loads(json.dumps(s.to_dict()))) == s
+    assert RuleState.from_dict(None) == RuleState() == RuleState.from_dict({})
     c = WindowCounts(4, 2, {"negative": 2, "positive": 2})
     assert WindowCounts.from_dict(json.loads(json.dumps(c.to_dict()))) == c
 
