@@ -30,15 +30,8 @@ def lookback(rule: RuleConfig) -> timedelta:
 
 def check_rule(rule: RuleConfig, settings: Settings) -> None:
     """Raise :class:`RuleError` when ``rule`` cannot be evaluated with ``settings``."""
-    hooks = {w.name for w in settings.webhooks}
-    for name in rule.notify:
-        if name not in hooks:
-            raise RuleError(f"rule {rule.name!r} notifies unknown webhook {name!r}; "
-                            f"use one of {sorted(hooks) or 'none (define webhooks in the config file)'}")
-    orgs = {o.name for o in settings.organizations}
-    if rule.org != "*" and rule.org not in orgs:
-        raise RuleError(f"rule {rule.name!r} names unknown organization {rule.org!r}; "
-                        f"use '*' or one of {sorted(orgs) or 'none defined'}")
+    if broken := settings.broken_references(rule):
+        raise RuleError(f"{broken[0].message}; {broken[0].fix}")
     bucket = settings.alerts.bucket
     if rule.window < bucket or rule.window % bucket:
         raise RuleError(f"rule {rule.name!r}: window {format_duration(rule.window)} is not a whole "

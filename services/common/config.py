@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated, Any, Literal, Mapping, Union
+from typing import Annotated, Any, Literal, Mapping, NamedTuple, Union
 
 import yaml
 from pydantic import (
@@ -266,18 +266,9 @@ class Settings(_Section):
 
     @model_validator(mode="after")
     def _cross_references(self):
-        hooks = {w.name for w in self.webhooks}
-        orgs = {o.name for o in self.organizations}
         for i, rule in enumerate(self.rules):
-            for j, name in enumerate(rule.notify):
-                if name not in hooks:
-                    raise _RefError(("rules", i, "notify", j),
-                                    f"rule {rule.name!r} notifies unknown webhook {name!r}",
-                                    f"add a webhook named {name!r} under 'webhooks:' or use one of {sorted(hooks) or 'none defined'}")
-            if rule.org != "*" and rule.org not in orgs:
-                raise _RefError(("rules", i, "org"),
-                                f"rule {rule.name!r} names unknown organization {rule.org!r}",
-                                f"use '*' or one of the organizations' names: {sorted(orgs) or 'none defined'}")
+            if broken := self.broken_references(rule):
+                raise _RefError(("rules", i, *broken[0].where), broken[0].message, broken[0].fix)
         for section, items in (("rules", self.rules), ("webhooks", self.webhooks),
                                ("organizations", self.organizations)):
             seen: set[str] = set()
@@ -288,8 +279,30 @@ class Settings(_Section):
                 seen.add(item.name)
         return self
 
+    def broken_references(self, rule: RuleConfig) -> list[BrokenReference]:
+        """The webhooks and organization ``rule`` names that these settings lack. One check
+        for the file's rules (above) and the API's (lyssna.alerts.ruleset), so both say it alike."""
+        hooks = sorted(w.name for w in self.webhooks)
+        orgs = sorted(o.name for o in self.organizations)
+        broken = [BrokenReference(("notify", j), f"rule {rule.name!r} notifies unknown webhook {name!r}",
+                                  f"add a webhook named {name!r} under 'webhooks:' in the config file "
+                                  f"or use one of {hooks or 'none defined'}")
+                  for j, name in enumerate(rule.notify) if name not in hooks]
+        if rule.org != "*" and rule.org not in orgs:
+            broken.append(BrokenReference(("org",), f"rule {rule.name!r} names unknown organization {rule.org!r}",
+                                          f"use '*' or one of the organizations' names: {orgs or 'none defined'}"))
+        return broken
+
     def webhook(self, name: str) -> WebhookConfig:
         return next(w for w in self.webhooks if w.name == name)
+
+
+class BrokenReference(NamedTuple):
+    """A name in a rule that the settings do not define: where in the rule, what, and the fix."""
+
+    where: tuple[str | int, ...]
+    message: str
+    fix: str
 
 
 class _RefError(ValueError):

@@ -3,6 +3,7 @@
 from datetime import datetime, timedelta, timezone
 
 import pytest
+from pydantic import ValidationError
 
 from lyssna.alerts.delivery import mask_url, scrub
 from lyssna.alerts.engine import pick_samples
@@ -43,6 +44,16 @@ def test_rules_that_cannot_run_are_refused_with_the_reason(kw, fragment):
     with pytest.raises(RuleError) as err:
         check_rule(rule(**kw), settings())
     assert fragment in str(err.value)
+
+
+@pytest.mark.parametrize("kw", [{"notify": ["hook", "slack"]}, {"org": "Globex"}])
+def test_a_rule_from_the_api_and_one_from_the_file_are_refused_in_the_same_words(kw):
+    with pytest.raises(RuleError) as api:
+        check_rule(rule(**kw), settings())
+    with pytest.raises(ValidationError) as file:
+        Settings.model_validate({**settings().model_dump(mode="json"), "rules": [rule(**kw).model_dump(mode="json")]})
+    ref = file.value.errors()[0]["ctx"]["error"]
+    assert str(api.value) == f"{ref.message}; {ref.fix}"
 
 
 def test_a_fitting_rule_passes():
