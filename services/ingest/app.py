@@ -190,7 +190,7 @@ def create_app(settings: Settings, *, run_connectors: bool = False, metrics: Ing
         except BodyError as e:
             return _error(400, str(e), position=e.position)
         try:
-            results = await state.pipeline.ingest(items, channel="http")
+            results = await state.pipeline.ingest_pushed(items, channel="http")
         except Unavailable as e:
             log.warning("refusing posts: dependency down", extra={"dependency": e.dependency, "error": e.detail})
             return _error(503, f"{e.dependency} is unavailable; nothing was accepted, retry later",

@@ -17,11 +17,11 @@ from typing import Any, Sequence
 
 from redis.exceptions import RedisError
 
-from lyssna.common.contracts import MAX_TEXT_CHARS, DeadLetter, Post
+from lyssna.common.contracts import MAX_TEXT_CHARS, DeadLetter
 
 from .dedup import Claim, Dedup
 from .metrics import IngestMetrics
-from .normalize import Normalized, Rejection, TimeBounds, bounded_time, from_post, normalize
+from .normalize import Normalized, Rejection, TimeBounds, bounded_time, normalize
 from .producer import KafkaUnavailable, PostProducer
 
 log = logging.getLogger(__name__)
@@ -89,14 +89,7 @@ class Pipeline:
         self.max_text_chars = max_text_chars
         self.time_bounds = time_bounds
 
-    def _prepare(self, item: Any, channel: str, namespace: str) -> Normalized | Rejection:
-        if isinstance(item, Rejection):
-            return item
-        if isinstance(item, Post):
-            item = from_post(item)
-        elif not isinstance(item, Normalized):
-            item = normalize(item, default_source=channel, max_text_chars=self.max_text_chars,
-                             id_namespace=namespace)
+    def _in_bounds(self, item: Normalized | Rejection, channel: str) -> Normalized | Rejection:
         if isinstance(item, Rejection):
             return item
         item, why = bounded_time(item, self.time_bounds)
@@ -104,17 +97,23 @@ class Pipeline:
             self.metrics.created_at_replaced.labels(channel, why).inc()
         return item
 
-    async def ingest(self, items: Sequence[Any], *, channel: str, client: str | None = None) -> list[ItemResult]:
-        """Ingest raw dicts, Posts or prepared items that arrived through ``channel``.
+    async def ingest_pushed(self, raw: Sequence[Any], *, channel: str, client: str | None = None) -> list[ItemResult]:
+        """Ingest a push client's items (parsed JSON values, one per post).
 
-        Raw dicts are a push client's: their ids are scoped to ``channel`` (and
-        ``client``, when given) and their source, see ``normalize.client_id_prefix``.
-        Posts and prepared items come from connectors, whose ids are their own.
-        Every post's ``created_at`` is held to ``time_bounds``.
+        Their ids are scoped to ``channel`` (and ``client``, when given) and their
+        source, see ``normalize.client_id_prefix``, so no client can claim
+        another source's ids.
         """
-        self.metrics.received.labels(channel).inc(len(items))
         namespace = id_namespace(channel, client)
-        prepared = [self._prepare(item, channel, namespace) for item in items]
+        return await self.ingest([normalize(item, default_source=channel, max_text_chars=self.max_text_chars,
+                                            id_namespace=namespace) for item in raw], channel=channel)
+
+    async def ingest(self, items: Sequence[Normalized | Rejection], *, channel: str) -> list[ItemResult]:
+        """Ingest prepared items (a connector's batch, or normalized pushed items)
+        that arrived through ``channel``; a Rejection is answered as rejected.
+        Every post's ``created_at`` is held to ``time_bounds``."""
+        self.metrics.received.labels(channel).inc(len(items))
+        prepared = [self._in_bounds(item, channel) for item in items]
         results: list[ItemResult] = []
         candidates: list[tuple[int, Normalized]] = []
         for i, p in enumerate(prepared):

@@ -17,7 +17,7 @@ async def test_outcomes_add_up_to_what_was_received_while_redis_is_down():
     metrics = IngestMetrics()
     pipeline = Pipeline(dedup=RedisDown(), producer=None, metrics=metrics, topic="posts")
     with pytest.raises(Unavailable):
-        await pipeline.ingest([{"text": "Acme is hiring"}, {"text": ""}, {"text": "Acme again"}], channel="http")
+        await pipeline.ingest_pushed([{"text": "Acme is hiring"}, {"text": ""}, {"text": "Acme again"}], channel="http")
     received = metrics.value("lyssna_ingest_posts_received_total", source="http")
     outcomes = {o: metrics.value("lyssna_ingest_posts_total", source="http", outcome=o) or 0
                 for o in ("accepted", "duplicate", "rejected")}

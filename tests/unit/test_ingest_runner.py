@@ -13,7 +13,7 @@ from lyssna.common.contracts import Post
 from lyssna.ingest.connectors.base import Batch, Connector, SourceError
 from lyssna.ingest.connectors.jsonl import JsonlConnector
 from lyssna.ingest.metrics import IngestMetrics
-from lyssna.ingest.normalize import Normalized, Rejection
+from lyssna.ingest.normalize import Normalized, Rejection, from_post
 from lyssna.ingest.pipeline import ACCEPTED, REJECTED, ItemResult, Unavailable
 from lyssna.ingest.runner import ConnectorRunner
 
@@ -51,8 +51,8 @@ class FakePipeline:
             if isinstance(item, Rejection):
                 out.append(ItemResult(i, None, REJECTED, item.reason))
             else:
-                self.produced.append(item.id)
-                out.append(ItemResult(i, item.id, ACCEPTED))
+                self.produced.append(item.post.id)
+                out.append(ItemResult(i, item.post.id, ACCEPTED))
         return out
 
     async def dead_letter(self, origin, rejections):
@@ -79,8 +79,8 @@ class ListConnector(Connector):
             yield batch
 
 
-def post(i: int) -> Post:
-    return Post(id=f"p{i}", source="file", text=f"text {i}")
+def post(i: int) -> Normalized:
+    return from_post(Post(id=f"p{i}", source="file", text=f"text {i}"))
 
 
 async def no_sleep(_s):

@@ -14,14 +14,14 @@ import hashlib
 import random
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, AsyncIterator, ClassVar
+from typing import Any, AsyncIterator, ClassVar, Iterable
 
 import httpx
 import redis.asyncio as aioredis
 
 from lyssna.common.contracts import MAX_TEXT_CHARS, Post
 
-from ..normalize import Normalized, Rejection
+from ..normalize import Normalized, Rejection, from_post
 
 USER_AGENT = "Lyssna/0.1 (self-hosted mention monitoring)"
 
@@ -33,8 +33,13 @@ class Batch:
     ``cursor=None`` leaves the stored cursor as it is. A batch without items but
     with a cursor still moves the position (a poll that found nothing new)."""
 
-    items: list[Post | Normalized | Rejection] = field(default_factory=list)
+    items: list[Normalized | Rejection] = field(default_factory=list)
     cursor: str | None = None
+
+
+def prepared(items: Iterable[Post | Rejection]) -> list[Normalized | Rejection]:
+    """What a connector read, as a Batch holds it: each Post encoded once."""
+    return [from_post(item) if isinstance(item, Post) else item for item in items]
 
 
 class SourceError(Exception):

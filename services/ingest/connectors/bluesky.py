@@ -22,7 +22,7 @@ from lyssna.common.config import BlueskySource
 from lyssna.common.contracts import Post
 
 from ..normalize import Rejection
-from .base import USER_AGENT, Batch, Connector, SourceError, clip_text, register, source_time
+from .base import USER_AGENT, Batch, Connector, SourceError, clip_text, prepared, register, source_time
 
 POST_COLLECTION = "app.bsky.feed.post"
 #: Largest frame accepted; a bigger one closes the connection (the runner then
@@ -112,7 +112,7 @@ class BlueskyConnector(Connector):
                     raw = None
                 except websockets.ConnectionClosed as e:
                     if items or last_time != flushed_time:
-                        yield Batch(items, last_time)
+                        yield Batch(prepared(items), last_time)
                     raise SourceError(f"{self.url} closed the connection: {e}") from e
                 if raw is not None:
                     try:
@@ -129,7 +129,7 @@ class BlueskyConnector(Connector):
                         last_time = str(event["time_us"])
                 if len(items) >= self.max_batch or time.monotonic() >= deadline:
                     if items or last_time != flushed_time:
-                        yield Batch(items, last_time)
+                        yield Batch(prepared(items), last_time)
                         items, flushed_time = [], last_time
                     deadline = time.monotonic() + self.max_wait_s
         finally:

@@ -31,7 +31,7 @@ from lyssna.common.contracts import Post
 
 from ..html_text import html_to_text
 from ..normalize import Rejection
-from .base import USER_AGENT, Batch, Connector, SourceError, clip_text, register, source_time
+from .base import USER_AGENT, Batch, Connector, SourceError, clip_text, prepared, register, source_time
 from .fetch import Fetched, FetchPolicy, safe_get
 
 PAGE_SIZE = 40          # the API's maximum
@@ -141,7 +141,7 @@ class MastodonConnector(Connector):
                     newest = page_newest
                 items = [p for p in (status_to_post(s, instance=self.instance) for s in statuses)
                          if p is not None]
-                yield Batch(items, newest)
+                yield Batch(prepared(items), newest)
                 if first_start:
                     break
                 url = resp.links.get("prev", {}).get("url")

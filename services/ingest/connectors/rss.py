@@ -28,7 +28,7 @@ from lyssna.common.contracts import Post
 
 from ..html_text import html_to_text
 from ..normalize import Rejection
-from .base import USER_AGENT, Batch, Connector, SourceError, clip_text, register
+from .base import USER_AGENT, Batch, Connector, SourceError, clip_text, prepared, register
 from .feed_dates import parse_feed_date, to_utc
 from .fetch import FetchPolicy, safe_get
 
@@ -190,7 +190,7 @@ class RssConnector(Connector):
             posts, new = await self.fetch(validators)
             if new is not None:
                 validators = new
-            yield Batch(posts, json.dumps(validators, sort_keys=True))
+            yield Batch(prepared(posts), json.dumps(validators, sort_keys=True))
             await asyncio.sleep(self.interval_s)
 
     async def aclose(self) -> None:
