@@ -11,6 +11,11 @@
   receivers built for Alertmanager (PagerDuty bridges, chat relays...) work
   unchanged.
 
+Each renderer is registered under its format name (``@renderer("slack")``) in
+:data:`RENDERERS`, which :func:`render` looks up; the names themselves are in
+:mod:`lyssna.common.webhook_formats`, which the config validates against. A
+new format is a name there and a renderer here.
+
 Rendering is deterministic: the same event gives the same bytes, so a retry
 sends exactly what the first attempt sent.
 """
@@ -19,14 +24,13 @@ from __future__ import annotations
 
 import json
 from datetime import datetime, timezone
-from typing import Any, Literal
+from typing import Any, Callable, Protocol
 
 from lyssna.common.contracts import AlertEvent, AlertState
+from lyssna.common.webhook_formats import WEBHOOK_FORMATS
 
 WEBHOOK_SCHEMA = "lyssna.webhook.v1"
 CONTENT_TYPE = "application/json"
-FORMATS = ("json", "slack", "teams", "alertmanager")
-Format = Literal["json", "slack", "teams", "alertmanager"]
 
 # Alertmanager writes this zero time as endsAt of alerts that are still firing.
 ALERTMANAGER_ZERO_TIME = "0001-01-01T00:00:00Z"
@@ -90,9 +94,38 @@ def description(event: AlertEvent) -> str:
             f"{event.count} mentions from {window}; {', '.join(figures)}.")
 
 
+# ---------------------------------------------------------------- the registry
+
+class Renderer(Protocol):
+    """An event as one format's JSON document. ``base_url`` is the alerts API's public
+    address, for links back to the alert; ``receiver`` is the webhook's name."""
+
+    def __call__(self, event: AlertEvent, *, base_url: str | None = None,
+                 receiver: str = "lyssna") -> dict[str, Any]: ...
+
+
+RENDERERS: dict[str, Renderer] = {}
+
+
+def renderer(name: str) -> Callable[[Renderer], Renderer]:
+    """Register the decorated function as the renderer of webhook format ``name``."""
+    if name not in WEBHOOK_FORMATS:
+        raise ValueError(f"webhook format {name!r} is not in lyssna.common.webhook_formats.WEBHOOK_FORMATS; "
+                         f"add it there so that the config accepts it")
+
+    def register(fn: Renderer) -> Renderer:
+        if name in RENDERERS:
+            raise ValueError(f"webhook format {name!r} has two renderers: {RENDERERS[name].__name__} "
+                             f"and {fn.__name__}")
+        RENDERERS[name] = fn
+        return fn
+    return register
+
+
 # ---------------------------------------------------------------- json
 
-def render_json(event: AlertEvent, *, base_url: str | None = None) -> dict[str, Any]:
+@renderer("json")
+def render_json(event: AlertEvent, *, base_url: str | None = None, receiver: str = "lyssna") -> dict[str, Any]:
     return {
         "schema": WEBHOOK_SCHEMA,
         "type": event_type(event),
@@ -126,7 +159,8 @@ def _slack_link(url: str, label: str) -> str:
     return f"<{slack_escape(url).replace('|', '%7C')}|{slack_escape(label).replace('|', '¦')}>"
 
 
-def render_slack(event: AlertEvent, *, base_url: str | None = None) -> dict[str, Any]:
+@renderer("slack")
+def render_slack(event: AlertEvent, *, base_url: str | None = None, receiver: str = "lyssna") -> dict[str, Any]:
     icon = ":rotating_light:" if event.state == AlertState.firing else ":white_check_mark:"
     url = alert_url(base_url, event.alert_id)
     heading = f"*{slack_escape(title(event))}*"
@@ -150,7 +184,8 @@ def render_slack(event: AlertEvent, *, base_url: str | None = None) -> dict[str,
 
 # ---------------------------------------------------------------- teams
 
-def render_teams(event: AlertEvent, *, base_url: str | None = None) -> dict[str, Any]:
+@renderer("teams")
+def render_teams(event: AlertEvent, *, base_url: str | None = None, receiver: str = "lyssna") -> dict[str, Any]:
     firing = event.state == AlertState.firing
     facts = [{"title": k, "value": v} for k, v in (
         ("Organization", event.org),
@@ -216,6 +251,7 @@ def alertmanager_labels(event: AlertEvent) -> dict[str, str]:
     return labels
 
 
+@renderer("alertmanager")
 def render_alertmanager(event: AlertEvent, *, base_url: str | None = None,
                         receiver: str = "lyssna") -> dict[str, Any]:
     status = "firing" if event.state == AlertState.firing else "resolved"
@@ -261,6 +297,11 @@ def render_alertmanager(event: AlertEvent, *, base_url: str | None = None,
 
 # ---------------------------------------------------------------- entry point
 
+if set(RENDERERS) != set(WEBHOOK_FORMATS):  # a name the config accepts but nothing renders
+    raise RuntimeError(f"webhook formats without a renderer: {sorted(set(WEBHOOK_FORMATS) - set(RENDERERS))}")
+
+FORMATS = tuple(RENDERERS)
+
 def render(format: str, event: AlertEvent, *, base_url: str | None = None,
            receiver: str | None = None) -> tuple[bytes, str]:
     """``(body bytes, content type)`` of ``event`` for a webhook of ``format``.
@@ -268,14 +309,7 @@ def render(format: str, event: AlertEvent, *, base_url: str | None = None,
     ``base_url`` is the alerts API's public address, for links back to the
     alert; ``receiver`` is the webhook's name (Alertmanager's ``receiver``).
     """
-    if format == "json":
-        doc = render_json(event, base_url=base_url)
-    elif format == "slack":
-        doc = render_slack(event, base_url=base_url)
-    elif format == "teams":
-        doc = render_teams(event, base_url=base_url)
-    elif format == "alertmanager":
-        doc = render_alertmanager(event, base_url=base_url, receiver=receiver or "lyssna")
-    else:
+    draw = RENDERERS.get(format)
+    if draw is None:
         raise ValueError(f"unknown webhook format {format!r}; use one of {', '.join(FORMATS)}")
-    return _dumps(doc), CONTENT_TYPE
+    return _dumps(draw(event, base_url=base_url, receiver=receiver or "lyssna")), CONTENT_TYPE

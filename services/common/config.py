@@ -23,6 +23,7 @@ from pydantic import (
 from .auth import ALL_SCOPES_VAR, KEY_VARIABLES, parse_key_list
 from .contracts import Label, Sentiment, Topics
 from .durations import format_duration, parse_duration
+from .webhook_formats import WebhookFormat
 
 Duration = Annotated[timedelta, BeforeValidator(parse_duration),
                      PlainSerializer(format_duration, return_type=str)]
@@ -235,7 +236,7 @@ class RuleConfig(_Section):
 class WebhookConfig(_Section):
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
     url: str
-    format: Literal["json", "slack", "teams", "alertmanager"] = "json"
+    format: WebhookFormat = "json"  # the names of lyssna.alerts.payloads.RENDERERS
     secret_env: str | None = Field(None, description="env var holding the whsec_ secret (several, comma-separated, during rotation)")
     allow_private_network: bool = False
     timeout: Duration = timedelta(seconds=10)

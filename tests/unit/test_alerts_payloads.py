@@ -14,9 +14,13 @@ from datetime import datetime, timezone
 
 import pytest
 
+from pydantic import ValidationError
+
 from lyssna.alerts.payloads import (
-    ALERTMANAGER_ZERO_TIME, FORMATS, alertmanager_fingerprint, render, slack_escape,
+    ALERTMANAGER_ZERO_TIME, FORMATS, RENDERERS, alertmanager_fingerprint, render, render_json, renderer,
+    slack_escape,
 )
+from lyssna.common.config import WebhookConfig
 from lyssna.common.contracts import AlertEvent, SamplePost
 
 T0 = datetime(2025, 3, 1, 10, 0, tzinfo=timezone.utc)
@@ -84,6 +88,23 @@ def test_rendering_is_deterministic_for_retries():
 def test_unknown_format_is_refused():
     with pytest.raises(ValueError, match="use one of json, slack, teams, alertmanager"):
         render("xml", event())
+
+
+def test_the_config_accepts_exactly_the_formats_that_have_a_renderer():
+    assert FORMATS == tuple(RENDERERS)
+    for fmt in FORMATS:
+        assert WebhookConfig(name="h", url="https://hooks.example.com/x", format=fmt).format == fmt
+    with pytest.raises(ValidationError) as err:
+        WebhookConfig(name="h", url="https://hooks.example.com/x", format="xml")
+    assert all(repr(fmt) in str(err.value) for fmt in FORMATS)  # the error lists what is accepted
+
+
+def test_a_renderer_needs_a_format_name_the_config_knows_and_one_of_its_own():
+    with pytest.raises(ValueError, match="add it there so that the config accepts it"):
+        renderer("xml")
+    with pytest.raises(ValueError, match="has two renderers"):
+        renderer("json")(render_json)
+    assert RENDERERS["json"] is render_json
 
 
 # ---------------------------------------------------------------- slack
