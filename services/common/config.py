@@ -16,17 +16,22 @@ from typing import Annotated, Any, Literal, Mapping, NamedTuple, Union
 
 import yaml
 from pydantic import (
-    BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, ValidationError,
+    BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, ValidationError, WithJsonSchema,
     field_validator, model_validator,
 )
 
 from .auth import ALL_SCOPES_VAR, KEY_VARIABLES, parse_key_list
 from .contracts import Label, Sentiment, Topics
-from .durations import format_duration, parse_duration
+from .durations import (
+    DURATION_JSON_SCHEMA, DURATION_OUT_JSON_SCHEMA, format_duration, parse_duration,
+)
 from .webhook_formats import WebhookFormat
 
+# The JSON schema says what parse_duration takes ("30s"), not pydantic's ISO 8601 guess.
 Duration = Annotated[timedelta, BeforeValidator(parse_duration),
-                     PlainSerializer(format_duration, return_type=str)]
+                     PlainSerializer(format_duration, return_type=str),
+                     WithJsonSchema(DURATION_JSON_SCHEMA, mode="validation"),
+                     WithJsonSchema(DURATION_OUT_JSON_SCHEMA, mode="serialization")]
 
 
 class ConfigError(Exception):
@@ -227,9 +232,9 @@ class RuleConfig(_Section):
     topic: Label | None = None
     sentiment: Sentiment | None = None
     lang: str | None = None
-    window: Duration = timedelta(hours=1)
+    window: Duration = Field(timedelta(hours=1), json_schema_extra={"default": "1h"})  # not ISO "PT1H"
     condition: Condition
-    cooldown: Duration = timedelta(hours=6)
+    cooldown: Duration = Field(timedelta(hours=6), json_schema_extra={"default": "6h"})
     notify: list[str] = Field(default_factory=list)
 
 

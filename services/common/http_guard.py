@@ -17,7 +17,8 @@ While the app reads, a body sent without a length (chunked) is counted: past the
 limit the app is told the client went away, whatever it answers is dropped, and
 the client gets 413. The app never holds more than ``max_body_bytes``.
 
-Nothing here logs or echoes a key or a body.
+Every refusal is an RFC 9457 problem (``lyssna.common.problems``), like the
+apps' own errors. Nothing here logs or echoes a key or a body.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from typing import Any, Awaitable, MutableMapping
 
 from .auth import KeyRing
 from .config import ApiServerSettings
+from .problems import PROBLEM_JSON, problem_body
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +41,8 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
+# What the guard may answer on any other path, for the OpenAPI documents
+GUARD_ERRORS = (400, 401, 403, 413, 503)
 RETRY_AFTER_S = 1
 
 # method, path -> the scope a request needs
@@ -158,13 +162,13 @@ def _headers(scope: Scope) -> dict[bytes, bytes]:
 
 
 def _problem(status: int, detail: str, headers: dict[bytes, bytes] | None = None) -> tuple:
-    return status, {"detail": detail}, headers or {}
+    return status, problem_body(status, detail), headers or {}
 
 
 async def _send(send: Send, status: int, body: dict, headers: dict[bytes, bytes]) -> None:
     payload = json.dumps(body).encode()
     await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"),
+                "headers": [(b"content-type", PROBLEM_JSON.encode()),
                             (b"content-length", str(len(payload)).encode()), *headers.items()]})
     await send({"type": "http.response.body", "body": payload})
 

@@ -7,6 +7,13 @@ from __future__ import annotations
 from prometheus_client import (
     CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, PlatformCollector, ProcessCollector, generate_latest,
 )
+from starlette.responses import Response
+
+
+class PrometheusResponse(Response):
+    """The answer of /metrics; as a response class it puts the exposition's real
+    content type, not JSON, in the OpenAPI document."""
+    media_type = CONTENT_TYPE_LATEST
 
 
 class ServiceMetrics:

@@ -14,6 +14,9 @@ Answers of ``POST /v1/posts``:
   item), or ``ingest.max_concurrent_requests`` are in flight; retry after
   ``Retry-After`` seconds.
 
+Every error is an RFC 9457 problem (``application/problem+json``: ``type``,
+``title``, ``status``, ``detail``, and the members named above).
+
 The key, the body size and the concurrency cap are checked before the body is
 read (``lyssna.common.http_guard``).
 """
@@ -28,12 +31,16 @@ from dataclasses import dataclass
 import redis.asyncio as aioredis
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel
 from starlette.requests import ClientDisconnect
 
+from lyssna.common import problems
 from lyssna.common.auth import FASTAPI_NO_PUBLIC_DOCS, INGEST, READ, add_protected_openapi, key_ring
 from lyssna.common.config import Settings
+from lyssna.common.metrics import PrometheusResponse
+from lyssna.common.problems import error_responses, problem
 from lyssna.common.redis_policy import refuse_evicting_redis
-from lyssna.common.http_guard import guard
+from lyssna.common.http_guard import GUARD_ERRORS, guard
 
 from .connectors.base import CursorStore
 from .dedup import Dedup
@@ -74,29 +81,40 @@ _RESULT_SCHEMA = {
         "retryable": {"type": "boolean"},
     },
 }
-_DETAIL = {"type": "object", "required": ["detail"], "properties": {"detail": {"type": "string"}}}
-_POSTS_OPENAPI = {
-    "requestBody": {
-        "required": True,
-        "content": {
-            "application/json": {"schema": {"oneOf": [_POST_SCHEMA, {"type": "array", "items": _POST_SCHEMA}]}},
-            "application/x-ndjson": {"schema": {"type": "string", "description": "one JSON post per line"}},
-        },
-    },
-}
+# An item that is not a valid post is answered 'rejected' in its result, and the rest of
+# the batch goes on: the API takes any object, or an array of anything, and the Post
+# schema says what an item needs to be accepted. Only a body that is neither (or not
+# JSON at all) is refused whole, with 400.
+_ITEM = {"anyOf": [_POST_SCHEMA, {"description": "anything else: answered 'rejected' in its result"}]}
+
+
+def _posts_openapi(max_batch_items: int) -> dict:
+    return {"requestBody": {"required": True, "content": {
+        "application/json": {"schema": {"oneOf": [
+            {"type": "object", **_ITEM},
+            {"type": "array", "items": _ITEM, "maxItems": max_batch_items}]}},
+        "application/x-ndjson": {"schema": {"type": "string", "description": "one JSON post per line"}},
+    }}}
+
+
 _POSTS_RESPONSES = {
     200: {"description": "every item has a result", "content": {"application/json": {"schema": {
         "type": "object", "required": ["accepted", "duplicate", "rejected", "results"],
         "properties": {"accepted": {"type": "integer"}, "duplicate": {"type": "integer"},
                        "rejected": {"type": "integer"}, "results": {"type": "array", "items": _RESULT_SCHEMA}}}}}},
-    400: {"description": "not UTF-8 or not JSON; nothing accepted", "content": {"application/json": {"schema": _DETAIL}}},
-    401: {"description": "missing or invalid API key", "content": {"application/json": {"schema": _DETAIL}}},
-    403: {"description": "the key lacks the 'ingest' scope", "content": {"application/json": {"schema": _DETAIL}}},
-    413: {"description": "body or batch too large", "content": {"application/json": {"schema": _DETAIL}}},
-    415: {"description": "unsupported media type", "content": {"application/json": {"schema": _DETAIL}}},
-    503: {"description": "Kafka or Redis unreachable, or too many requests in flight; nothing accepted",
-          "content": {"application/json": {"schema": _DETAIL}}},
+    **error_responses(*GUARD_ERRORS, 415),
 }
+_POSTS_RESPONSES[400]["description"] = "not UTF-8, not JSON, or not an object or array; nothing accepted " \
+                                       "(`position`: line, column and byte offset of the first problem)"
+_POSTS_RESPONSES[413]["description"] = "body larger than ingest.max_body_bytes, or more than " \
+                                       "ingest.max_batch_items posts (`max_batch_items`)"
+_POSTS_RESPONSES[503]["description"] = "Kafka or Redis unreachable (`unavailable`, and `results` per item), " \
+                                       "or too many requests in flight; nothing accepted, retry after Retry-After"
+
+
+class _Readiness(BaseModel):
+    status: str
+    checks: dict[str, str]
 
 
 @dataclass
@@ -125,9 +143,9 @@ def build_state(settings: Settings, metrics: IngestMetrics | None = None,
     return IngestState(settings, metrics, client, producer, pipeline)
 
 
-def _error(status: int, detail: str, **extra) -> JSONResponse:
-    return JSONResponse({"detail": detail, **extra}, status_code=status,
-                        headers={"Retry-After": str(RETRY_AFTER_S)} if status == 503 else None)
+def _error(status: int, detail: str, **extra) -> Response:
+    return problem(status, detail, headers={"Retry-After": str(RETRY_AFTER_S)} if status == 503 else None,
+                   **extra)
 
 
 def required_scope(method: str, path: str) -> str:
@@ -169,9 +187,10 @@ def create_app(settings: Settings, *, run_connectors: bool = False, metrics: Ing
     app.state.ingest = state
 
     guard(app, settings.ingest, keys=keys, required_scope=required_scope, service="ingest")
+    problems.install(app)
     add_protected_openapi(app)
 
-    @app.post("/v1/posts", openapi_extra=_POSTS_OPENAPI,
+    @app.post("/v1/posts", openapi_extra=_posts_openapi(settings.ingest.max_batch_items),
               responses=_POSTS_RESPONSES, summary="Ingest one post, a JSON array of posts, or NDJSON")
     async def post_posts(request: Request) -> Response:
         content_type = request.headers.get("content-type")
@@ -204,8 +223,8 @@ def create_app(settings: Settings, *, run_connectors: bool = False, metrics: Ing
     async def healthz() -> dict:
         return {"status": "ok"}
 
-    @app.get("/readyz", summary="Kafka and Redis are reachable",
-             responses={503: {"description": "a dependency is down; the body says which"}})
+    @app.get("/readyz", summary="Kafka and Redis are reachable", response_model=_Readiness,
+             responses={503: {"model": _Readiness, "description": "a dependency is down; `checks` says which"}})
     async def readyz() -> Response:
         # Short states only: /readyz is public, so why a dependency is down goes to the log.
         checks = {"kafka": "ok", "redis": "ok"}
@@ -225,8 +244,8 @@ def create_app(settings: Settings, *, run_connectors: bool = False, metrics: Ing
         return JSONResponse({"status": "ready" if ready else "unavailable", "checks": checks},
                             status_code=200 if ready else 503)
 
-    @app.get("/metrics", summary="Prometheus metrics")
-    async def metrics_endpoint() -> Response:
-        return Response(state.metrics.render(), media_type=state.metrics.content_type)
+    @app.get("/metrics", summary="Prometheus metrics", response_class=PrometheusResponse)
+    async def metrics_endpoint() -> PrometheusResponse:
+        return PrometheusResponse(state.metrics.render())
 
     return app

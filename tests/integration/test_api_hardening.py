@@ -17,6 +17,7 @@ import pytest
 
 from tests.helpers.alerts_harness import alerts_config_file, count_rule, service_env, webhook
 from tests.helpers.kafka_io import ServiceProcess, free_port, wait_for
+from tests.helpers.problems import problem
 from tests.integration.ingest_support import API_KEY
 
 pytestmark = pytest.mark.integration
@@ -130,7 +131,7 @@ def test_ingest_refuses_hostile_bodies_before_reading_them(infra, topics, redis_
 
             for key in ("read-key-1", "admin-key-1"):
                 r = c.post("/v1/posts", json={"text": "Acme"}, headers=bearer(key))
-                assert r.status_code == 403 and "lacks the 'ingest' scope" in r.json()["detail"]
+                assert r.status_code == 403 and "lacks the 'ingest' scope" in problem(r, 403)["detail"]
             assert c.get("/openapi.json", headers=bearer("read-key-1")).status_code == 200
 
             assert_concurrency_cap(base, port, "/v1/posts", "push-key-1", lambda: c.post(

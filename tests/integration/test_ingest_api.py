@@ -9,6 +9,7 @@ from tests.integration.ingest_support import (
 )
 
 from lyssna.common.contracts import Post, content_post_id
+from tests.helpers.problems import problem
 from lyssna.ingest.dedup import Dedup
 
 pytestmark = pytest.mark.integration
@@ -65,7 +66,7 @@ async def test_limits_and_malformed_bodies_accept_nothing(settings, topics, infr
     async with running_app(small) as (_, client):
         big = ndjson([{"text": "x" * 40, "id": str(i)} for i in range(60)])
         r = await client.post("/v1/posts", content=big, headers=NDJSON)
-        assert r.status_code == 413 and "2048 bytes" in r.json()["detail"]
+        assert r.status_code == 413 and "2048 bytes" in problem(r, 413)["detail"]
 
         async def streamed():  # no Content-Length: the limit holds while reading
             for _ in range(10):
@@ -74,18 +75,18 @@ async def test_limits_and_malformed_bodies_accept_nothing(settings, topics, infr
         assert r.status_code == 413
 
         r = await client.post("/v1/posts", json=[{"text": "a"}] * 4, headers=AUTH)
-        assert r.status_code == 413 and r.json()["max_batch_items"] == 3
+        assert r.status_code == 413 and problem(r, 413)["max_batch_items"] == 3
 
         r = await client.post("/v1/posts", content=b'[{"text": "a"},\n {"text": }]', headers=AUTH)
         assert r.status_code == 400
-        assert r.json()["position"] == {"line": 2, "column": 11, "byte_offset": 26}
+        assert problem(r, 400)["position"] == {"line": 2, "column": 11, "byte_offset": 26}
 
         r = await client.post("/v1/posts", content=b'{"text": "caf\xe9"}', headers=AUTH)
         assert r.status_code == 400 and r.json()["position"]["byte_offset"] == 13
         assert "not valid UTF-8" in r.json()["detail"]
 
         r = await client.post("/v1/posts", content=b"text=hello", headers={**AUTH, "Content-Type": "text/plain"})
-        assert r.status_code == 415
+        assert "unsupported media type" in problem(r, 415)["detail"]
 
         r = await client.post("/v1/posts", json=[{"text": "k" * 51}], headers=AUTH)
         assert r.status_code == 200 and statuses(r) == ["rejected"]
@@ -133,7 +134,7 @@ async def test_redis_down_is_503_and_readyz_names_it(settings, infra, topics):
         assert r.status_code == 503
         assert r.json()["checks"]["kafka"] == "ok" and r.json()["checks"]["redis"] == "down"
         r = await client.post("/v1/posts", json=[{"text": "a"}, {"text": 1}], headers=AUTH)
-        assert r.status_code == 503 and r.json()["unavailable"] == "redis"
+        assert r.status_code == 503 and problem(r, 503)["unavailable"] == "redis"
         assert r.headers["retry-after"] == "5"
         assert [x["status"] for x in r.json()["results"]] == ["rejected", "rejected"]
         assert (await client.get("/healthz")).status_code == 200

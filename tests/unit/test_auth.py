@@ -11,6 +11,7 @@ from lyssna.common.auth import (
 )
 from lyssna.common.config import ConfigError, load_settings
 from lyssna.common.http_guard import HttpGuard
+from tests.helpers.problems import problem
 
 LIMIT = 1024
 
@@ -92,7 +93,7 @@ async def test_unknown_key_is_401_before_the_body_is_read_and_public_paths_need_
         async with probe.client(key) as c:
             r = await c.post("/v1/thing", content=b"x" * 100)
             assert r.status_code == 401 and r.headers["www-authenticate"] == "Bearer"
-            assert "Bearer" in r.json()["detail"]
+            assert "Bearer" in problem(r, 401)["detail"]
             assert (await c.get("/openapi.json")).status_code == 401
             assert (await c.get("/healthz")).status_code == 200
     async with probe.client() as c:
@@ -106,7 +107,7 @@ async def test_known_key_without_the_scope_is_403_naming_it():
     async with probe.client("push-key") as push, probe.client("reader") as reader, \
             probe.client("adminkey") as admin:
         r = await push.post("/v1/thing", content=b"{}")
-        assert r.status_code == 403 and "this key lacks the 'admin' scope" in r.json()["detail"]
+        assert r.status_code == 403 and "this key lacks the 'admin' scope" in problem(r, 403)["detail"]
         assert (await push.get("/v1/thing")).status_code == 403
         assert (await push.post("/v1/posts", content=b"{}")).status_code == 200
         assert (await reader.get("/v1/thing")).status_code == 200
@@ -122,20 +123,20 @@ async def test_without_configured_keys_everything_is_refused_with_the_fix():
     probe = Probe(keys=key_ring([], {}))
     async with probe.client("anything") as c:
         r = await c.get("/v1/thing")
-    assert r.status_code == 401 and "set LYSSNA_API_KEY" in r.json()["detail"]
+    assert r.status_code == 401 and "set LYSSNA_API_KEY" in problem(r, 401)["detail"]
 
 
 async def test_bodies_past_the_limit_are_413_declared_or_streamed():
     probe = Probe()
     async with probe.client("all-scopes") as c:
         r = await c.post("/v1/thing", content=b"x" * (LIMIT + 1))
-        assert r.status_code == 413 and f"{LIMIT} bytes" in r.json()["detail"]
+        assert r.status_code == 413 and f"{LIMIT} bytes" in problem(r, 413)["detail"]
 
         async def chunked():  # no Content-Length: counted while the app reads
             for _ in range(10):
                 yield b"y" * 300
         r = await c.post("/v1/thing", content=chunked())
-        assert r.status_code == 413 and f"{LIMIT} bytes" in r.json()["detail"]
+        assert r.status_code == 413 and f"{LIMIT} bytes" in problem(r, 413)["detail"]
         assert (await c.post("/v1/thing", content=b"z" * LIMIT)).json() == {"read": LIMIT}
     assert probe.read == [LIMIT]  # the app never saw the large ones
 
@@ -148,6 +149,7 @@ async def test_past_the_concurrency_cap_the_answer_is_503_with_retry_after():
             await asyncio.sleep(0.01)
         r = await c.post("/v1/thing", content=b"{}")
         assert r.status_code == 503 and r.headers["retry-after"] == "1"
+        assert "retry after 1 s" in problem(r, 503)["detail"]
         assert (await c.get("/healthz")).status_code == 200  # probes are not counted
         probe.release.set()
         assert [x.status_code for x in await asyncio.gather(*held)] == [200, 200]
