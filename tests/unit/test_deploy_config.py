@@ -319,6 +319,16 @@ def test_committed_dashboards_are_what_the_generator_writes():
     assert res.returncode == 0, res.stderr
 
 
+def test_dashboard_check_fails_on_a_stale_file(tmp_path):
+    generator = [sys.executable, str(GRAFANA_DIR / "generate_dashboards.py"), "--out", str(tmp_path)]
+    assert run(generator).returncode == 0
+    assert run([*generator, "--check"]).returncode == 0
+    stale = tmp_path / "hr-insights.json"
+    stale.write_text(stale.read_text(encoding="utf-8").replace("Lyssna / HR insights", "Old title"), encoding="utf-8")
+    res = run([*generator, "--check"])
+    assert res.returncode == 1 and str(stale) in res.stderr and "pipeline-health" not in res.stderr
+
+
 def test_both_dashboards_exist_with_unique_uids():
     dashboards = load_dashboards()
     assert set(dashboards) == {"pipeline-health.json", "hr-insights.json"}
@@ -398,7 +408,7 @@ def test_dashboards_use_defined_recording_rules_and_every_rule_is_shown():
 def test_hr_dashboard_filters_mentions_by_the_org_variable():
     dash = load_dashboards()["hr-insights.json"]
     (org,) = [v for v in dash["templating"]["list"] if v["name"] == "org"]
-    assert org["definition"] == "label_values(lyssna_classify_mentions_total, org)"
+    assert org["query"]["query"] == "label_values(lyssna_classify_mentions_total, org)"
     assert org["includeAll"] and org["allValue"] == ".*"
     for q in dashboard_queries({"hr-insights.json": dash}):
         if "mentions" in q.expr and not q.panel.startswith("variable"):
