@@ -9,7 +9,6 @@ topic names and Redis key prefix so tests never see each other's data.
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -26,6 +25,8 @@ ROOT = Path(__file__).resolve().parents[1]
 _NETGUARD = ROOT / "tests" / "netguard"
 sys.path.insert(0, str(_NETGUARD))
 import loopback_only  # noqa: E402
+
+from tests.helpers.kafka_io import delete_kafka_leftovers  # noqa: E402
 
 os.environ.setdefault(loopback_only.ENV_LOG, os.path.join(tempfile.mkdtemp(prefix="lyssna-netguard-"), "refused.log"))
 os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(_NETGUARD), os.environ.get("PYTHONPATH")) if p)
@@ -45,14 +46,10 @@ KAFKA_PORT = int(os.environ.get("LYSSNA_KAFKA_PORT", "9092"))
 REDIS_PORT = int(os.environ.get("LYSSNA_REDIS_PORT", "6379"))
 
 
-def _port_open(port: int) -> bool:
-    with socket.socket() as s:
-        s.settimeout(0.5)
-        return s.connect_ex(("127.0.0.1", port)) == 0
-
-
-def infra_script(*args: str) -> None:
-    subprocess.run([str(ROOT / "scripts" / "infra.sh"), *args], check=True, cwd=ROOT)
+def infra_script(*args: str, capture: bool = False) -> str:
+    done = subprocess.run([str(ROOT / "scripts" / "infra.sh"), *args], check=True, cwd=ROOT,
+                          capture_output=capture, text=True)
+    return done.stdout or ""
 
 
 @dataclass(frozen=True)
@@ -63,7 +60,13 @@ class Infra:
 
 @pytest.fixture(scope="session")
 def infra():
-    started = [c for c, port in (("kafka", KAFKA_PORT), ("redis", REDIS_PORT)) if not _port_open(port)]
+    """Kafka and Redis that this project started: those already running are
+    reused, the others started (and stopped at the end). infra.sh refuses a
+    port held by a process it did not start, so tests never write into some
+    other Kafka or Redis that happens to listen on the same port."""
+    running = {line.split(":", 1)[0] for line in infra_script("status", capture=True).splitlines()
+               if line.endswith(": running") or ": running " in line}
+    started = [c for c in ("kafka", "redis") if c not in running]
     if started:
         infra_script("up", *started)
     yield Infra(f"127.0.0.1:{KAFKA_PORT}", f"redis://127.0.0.1:{REDIS_PORT}/0")
@@ -94,7 +97,9 @@ def topics(infra, unique_id) -> TopicNames:
     t = TopicNames(*(f"test.{unique_id}.{name}" for name in
                      ("posts.raw", "posts.classified", "alerts.events", "deadletter")))
     ensure_topics(infra.bootstrap_servers, t.__dict__.values(), partitions=3)
-    return t
+    yield t
+    # The test's topics, and the changelogs and groups of apps whose id holds unique_id.
+    delete_kafka_leftovers(infra.bootstrap_servers, unique_id)
 
 
 @pytest.fixture

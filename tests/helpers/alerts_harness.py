@@ -13,6 +13,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Iterable
 
+import httpx
 import yaml
 
 from kafka import KafkaProducer
@@ -31,7 +32,10 @@ def alerts_settings(base: Settings, *, rules: list[dict] = (), webhooks: list[di
     fast alerts timings: 1 s count buckets, evaluation every 0.5 s, a short retry schedule."""
     # Python-mode dump: durations stay timedeltas (their text form drops sub-second parts).
     data = base.model_dump()
-    data["alerts"].update({**FAST_ALERTS, "app_id": f"alerts-test-{uuid.uuid4().hex[:10]}",
+    # The test's unique id (in its topic names) in the app id too, so the harness
+    # deletes the app's changelogs and consumer groups with the test's topics.
+    test_id = base.kafka.topics.posts_raw.split(".")[1] if base.kafka.topics.posts_raw.startswith("test.") else "x"
+    data["alerts"].update({**FAST_ALERTS, "app_id": f"alerts-test-{test_id}-{uuid.uuid4().hex[:6]}",
                            "port": port or free_port(), **alerts})
     data["organizations"] = [{"name": o, "aliases": []} for o in organizations]
     data["rules"] = list(rules)
@@ -71,6 +75,9 @@ def service_env(settings: Settings, *, port: int, app_id: str, **extra: str) -> 
         "LYSSNA_TOPIC_ALERTS_EVENTS": t.alerts_events, "LYSSNA_TOPIC_DEADLETTER": t.deadletter,
         "LYSSNA_ALERTS_PORT": str(port), "LYSSNA_ALERTS_APP_ID": app_id, **extra,
     }
+
+
+WINDOW = timedelta(seconds=20)  # count_rule's window
 
 
 def count_rule(name: str, *, threshold: int = 3, window: str = "20s", notify: list[str] = ("hook",),
@@ -147,3 +154,30 @@ async def running_alerts(settings: Settings, **kwargs):
         yield service
     finally:
         await service.stop()
+
+
+def api(service) -> httpx.AsyncClient:
+    """A client of the running service's alerts API, with its key."""
+    s = service.settings
+    return httpx.AsyncClient(base_url=f"http://{s.alerts.host}:{s.alerts.port}",
+                             headers={"Authorization": f"Bearer {s.api_keys[0]}"}, timeout=10)
+
+
+async def breach(settings: Settings, org: str = "Acme", n: int = 3, **kw) -> None:
+    """``n`` matching posts about ``org``, early enough in a :data:`WINDOW` to be judged in it."""
+    await early_in_window(WINDOW, need=timedelta(seconds=12))
+    produce(settings.kafka.bootstrap_servers, settings.kafka.topics.posts_classified,
+            [classified(org, **kw) for _ in range(n)])
+
+
+async def firing_delivery(client: httpx.AsyncClient, rule: str, org: str, *,
+                          status: str | None = None) -> dict | None:
+    """The delivery record of the firing event of ``rule`` for ``org``, once it exists
+    (and, given ``status``, once it has that status)."""
+    events = (await client.get("/v1/alerts/history")).json()["events"]
+    firing = [e for e in events if e["rule"] == rule and e["org"] == org and e["state"] == "firing"]
+    if not firing:
+        return None
+    deliveries = (await client.get(f"/v1/alerts/{firing[0]['alert_id']}/deliveries")).json()["deliveries"]
+    mine = [d for d in deliveries if d["event_id"] == firing[0]["event_id"] and status in (None, d["status"])]
+    return mine[0] if mine else None

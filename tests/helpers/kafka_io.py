@@ -165,3 +165,28 @@ class ServiceProcess:
             return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
         except FileNotFoundError:
             return "(no log)"
+
+
+def delete_kafka_leftovers(bootstrap_servers: str, marker: str) -> None:
+    """Delete the topics (Faust changelogs included) and consumer groups whose
+    name holds ``marker``: a test's unique id. Best effort: a broker that is
+    gone (a fault-injection test) has nothing left to clean."""
+    from kafka.admin import KafkaAdminClient
+    from kafka.errors import KafkaError
+
+    try:
+        admin = KafkaAdminClient(bootstrap_servers=bootstrap_servers, client_id="lyssna-test-cleanup",
+                                 request_timeout_ms=10_000)
+    except KafkaError:
+        return
+    try:
+        groups = [g["group_id"] for g in admin.list_groups() if marker in g["group_id"]]
+        if groups:
+            admin.delete_groups(groups)
+        topics = [t for t in admin.list_topics() if marker in t]
+        if topics:
+            admin.delete_topics(topics, raise_errors=False)
+    except KafkaError:
+        pass
+    finally:
+        admin.close()
