@@ -8,12 +8,11 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-import httpx
 import pytest
 
 from tests.helpers.alerts_harness import (
-    alerts_settings, classified, count_rule, early_in_window, eventually, produce, read_deadletters, read_events,
-    running_alerts, webhook,
+    WINDOW, alerts_settings, api, breach, classified, count_rule, early_in_window, eventually, firing_delivery,
+    produce, read_deadletters, read_events, running_alerts, webhook,
 )
 from lyssna.local.receiver import Reply, WebhookReceiver
 from lyssna.alerts.signing import generate_secret
@@ -22,21 +21,7 @@ from lyssna.common.contracts import AlertState, utcnow
 
 pytestmark = pytest.mark.integration
 
-WINDOW = timedelta(seconds=20)
 SECRET_ENV = "LYSSNA_TEST_WEBHOOK_SECRET"
-
-
-def api(service) -> httpx.AsyncClient:
-    s = service.settings
-    return httpx.AsyncClient(base_url=f"http://{s.alerts.host}:{s.alerts.port}",
-                             headers={"Authorization": f"Bearer {s.api_keys[0]}"}, timeout=10)
-
-
-async def breach(settings, org: str = "Acme", n: int = 3, **kw) -> None:
-    """``n`` matching posts about ``org``, early enough in a window to be judged in it."""
-    await early_in_window(WINDOW, need=timedelta(seconds=12))
-    produce(settings.kafka.bootstrap_servers, settings.kafka.topics.posts_classified,
-            [classified(org, **kw) for _ in range(n)])
 
 
 async def test_breach_fires_once_and_resolves_once_with_signed_delivery(settings, monkeypatch):
@@ -90,17 +75,6 @@ async def test_breach_fires_once_and_resolves_once_with_signed_delivery(settings
             assert 'lyssna_alerts_events_total{rule="neg-buzz",state="resolved"} 1.0' in metrics
             assert 'lyssna_alerts_deliveries_total{outcome="delivered",webhook="hook"} 2.0' in metrics
             assert 'lyssna_alerts_delivery_latency_seconds_count{webhook="hook"} 2.0' in metrics
-
-
-async def firing_delivery(client: httpx.AsyncClient, rule: str, org: str) -> dict | None:
-    """The delivery record of the firing event of ``rule`` for ``org``, once it exists."""
-    events = (await client.get("/v1/alerts/history")).json()["events"]
-    firing = [e for e in events if e["rule"] == rule and e["org"] == org and e["state"] == "firing"]
-    if not firing:
-        return None
-    deliveries = (await client.get(f"/v1/alerts/{firing[0]['alert_id']}/deliveries")).json()["deliveries"]
-    mine = [d for d in deliveries if d["event_id"] == firing[0]["event_id"]]
-    return mine[0] if mine else None
 
 
 async def test_receiver_that_is_down_gets_the_alert_when_it_comes_back(settings, monkeypatch):
@@ -389,6 +363,42 @@ async def test_spike_against_a_quiet_baseline_fires(settings):
         first = events[0]
         assert (first.rule, first.org, first.state, first.count) == ("spike", "Initech", AlertState.firing, 3)
         assert first.baseline == 0.0 and first.threshold == 0.0
+
+
+async def test_spike_against_a_busy_baseline_needs_factor_times_its_mean(settings):
+    """Two mentions in each of three trailing windows: a baseline mean of 2, so with
+    factor 3 the spike needs 6 in the current window: 5 do not fire, 7 do."""
+    window = timedelta(seconds=6)
+    spike = {"name": "spike", "org": "*", "window": "6s", "cooldown": "1h", "notify": [],
+             "condition": {"type": "spike", "factor": 3, "baseline_windows": 3, "min_volume": 3}}
+    s = alerts_settings(settings, rules=[spike])
+    boot, topic = s.kafka.bootstrap_servers, s.kafka.topics.posts_classified
+
+    def initech(svc, w) -> int:
+        return svc.counter.counts.cells("Initech", w.start, w.end).get(("Initech", "*", "negative", "*"), 0)
+
+    async with running_alerts(s) as svc:
+        since = await svc.store.counting_since(utcnow())
+        await eventually(lambda: utcnow() >= window_for(since, window).end, timeout=30, what="a whole window")
+        for _ in range(3):  # the baseline, window by window, each post dated inside its window
+            await early_in_window(window, need=timedelta(seconds=3))
+            w = window_for(utcnow(), window)
+            produce(boot, topic, [classified("Initech", created_at=w.start + timedelta(seconds=1)) for _ in range(2)])
+            await eventually(lambda: initech(svc, w) == 2, what="the baseline window's two mentions")
+            await eventually(lambda: utcnow() >= w.end, timeout=30, what="the window to end")
+        await early_in_window(window, need=timedelta(seconds=5))
+        current = window_for(utcnow(), window)
+        produce(boot, topic, [classified("Initech") for _ in range(5)])
+        await eventually(lambda: initech(svc, current) == 5, what="five mentions counted")
+        counted_at = utcnow()
+        await eventually(lambda: svc.engine.last_pass is not None and svc.engine.last_pass > counted_at,
+                         what="an evaluation pass after the five were counted")
+        assert read_events(boot, topic=s.kafka.topics.alerts_events) == []  # 5 < 3 x 2
+        produce(boot, topic, [classified("Initech") for _ in range(2)])
+        events = await eventually(lambda: read_events(boot, s.kafka.topics.alerts_events), what="the spike")
+        first = events[0]
+        assert (first.rule, first.org, first.state, first.count) == ("spike", "Initech", AlertState.firing, 7)
+        assert first.baseline == 2.0 and first.threshold == 6.0
 
 
 async def test_formats_reach_their_receivers_signed(settings, monkeypatch):
