@@ -30,11 +30,34 @@ UTC = timezone.utc
     ('<a href="x" class="mention">@<span>acme</span></a> hi', "@acme hi"),
     ("<p>x</p><script>alert(1)</script><style>p{}</style>", "x"),
     ("&#229;&auml; &lt;tag&gt;", "åä <tag>"),
+    ("a < b and c<d", "a < b and c<d"),
+    ("<P>Upper</P><BR>case<SCRIPT>x()</SCRIPT>", "Upper\n\ncase"),
+    ("before<!-- a <p> comment -->after", "beforeafter"),
+    ("kept<!-- never closed <p>dropped", "kept"),
+    ("<!DOCTYPE html><?xml version='1.0'?>text", "text"),
+    ("x<script>never closed <p>dropped", "x"),
+    ("<br />one<br/>two", "one\ntwo"),
     ("", ""),
     (None, ""),
 ])
 def test_html_to_text(html, text):
     assert html_to_text(html) == text
+
+
+@pytest.mark.parametrize("hostile, expected", [
+    # Unterminated markup that made html.parser quadratic (minutes at this size).
+    ("<a " * 66_666, "<a " * 66_666),
+    ("<a b='" * 30_000, None),
+    ("<!--" * 50_000, ""),
+    ("<p" * 100_000, None),
+    ("<p>" * 70_000 + "Acme", "Acme"),
+    ("&" * 200_000, "&" * 200_000),
+])
+def test_hostile_markup_is_read_in_one_pass(hostile, expected):
+    text = html_to_text(hostile)
+    if expected is not None:
+        assert text == expected.strip()
+    assert len(text) <= len(hostile)
 
 
 # ------------------------------------------------------------------ rss / atom

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import abc
 import hashlib
+import json
 import random
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -35,6 +36,12 @@ class Batch:
 
     items: list[Normalized | Rejection] = field(default_factory=list)
     cursor: str | None = None
+
+
+def malformed(what: str, error: Exception, raw: Any) -> Rejection:
+    """A source item that could not be read, kept whole for the dead letter."""
+    return Rejection(f"{what} is malformed: {type(error).__name__}: {error}",
+                     payload=json.dumps(raw, default=str)[:100_000])
 
 
 def prepared(items: Iterable[Post | Rejection]) -> list[Normalized | Rejection]:
@@ -74,8 +81,9 @@ class Connector(abc.ABC):
     @classmethod
     def from_source(cls, source: Any, name: str, settings: Any, *,
                     http: httpx.AsyncClient | None = None) -> "Connector":
-        """The connector for one configured source (every registered connector has one)."""
-        raise NotImplementedError(f"{cls.__name__} cannot be built from a source config")
+        """The connector for one configured source; override when it needs more
+        than the source's own settings."""
+        return cls(source, name)
 
     def __init__(self, name: str, identity: str):
         self.name = name                 # the ``connector`` metrics label

@@ -22,7 +22,7 @@ from lyssna.common.config import BlueskySource
 from lyssna.common.contracts import Post
 
 from ..normalize import Rejection
-from .base import USER_AGENT, Batch, Connector, SourceError, clip_text, prepared, register, source_time
+from .base import USER_AGENT, Batch, Connector, SourceError, clip_text, malformed, prepared, register, source_time
 
 POST_COLLECTION = "app.bsky.feed.post"
 #: Largest frame accepted; a bigger one closes the connection (the runner then
@@ -68,18 +68,13 @@ def event_to_post(event: Any) -> Post | Rejection | None:
                       "time_us": event.get("time_us")},
         )
     except (AttributeError, KeyError, TypeError, ValueError) as e:
-        return Rejection(f"jetstream commit is malformed: {type(e).__name__}: {e}",
-                         payload=json.dumps(event, default=str)[:100_000])
+        return malformed("jetstream commit", e, event)
 
 
 @register
 class BlueskyConnector(Connector):
     type = "bluesky"
     source_model = BlueskySource
-
-    @classmethod
-    def from_source(cls, source: BlueskySource, name: str, settings, *, http=None) -> "BlueskyConnector":
-        return cls(source, name)
 
     def __init__(self, source: BlueskySource, name: str, *, max_batch: int = 500,
                  max_wait_s: float = 0.5, open_timeout_s: float = 15.0):

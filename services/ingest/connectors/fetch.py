@@ -23,7 +23,7 @@ import httpx
 from lyssna.common.urlsafety import (AddressPolicy, UnsafeWebhookURL, WebhookURLResolutionError,
                                      check_webhook_url, pinned_request, why_not_public)
 
-from .base import SourceError
+from .base import Connector, SourceError
 
 MAX_REDIRECTS = 5
 #: The default of ``ingest.max_feed_bytes``.
@@ -53,6 +53,16 @@ class FetchPolicy:
     def for_source(cls, source: Any, settings: Any) -> "FetchPolicy":
         """The policy of one configured HTTP source (rss, mastodon)."""
         return cls(max_bytes=settings.ingest.max_feed_bytes, allow_private_network=source.allow_private_network)
+
+
+class PolledHttpConnector(Connector):
+    """A connector that polls an HTTP source through :func:`safe_get`; built with
+    the source's fetch policy and the service's shared HTTP client."""
+
+    @classmethod
+    def from_source(cls, source: Any, name: str, settings: Any, *,
+                    http: httpx.AsyncClient | None = None) -> "PolledHttpConnector":
+        return cls(source, name, client=http, policy=FetchPolicy.for_source(source, settings))
 
 
 async def _route(url: str, policy: FetchPolicy) -> tuple[str, dict[str, str], dict[str, Any]]:

@@ -31,8 +31,8 @@ from lyssna.common.contracts import Post
 
 from ..html_text import html_to_text
 from ..normalize import Rejection
-from .base import USER_AGENT, Batch, Connector, SourceError, clip_text, prepared, register, source_time
-from .fetch import Fetched, FetchPolicy, safe_get
+from .base import USER_AGENT, Batch, SourceError, clip_text, malformed, prepared, register, source_time
+from .fetch import Fetched, FetchPolicy, PolledHttpConnector, safe_get
 
 PAGE_SIZE = 40          # the API's maximum
 MAX_PAGES_PER_POLL = 25  # bounded catch-up per poll; the rest follows on the next poll
@@ -68,18 +68,13 @@ def status_to_post(status: Any, *, instance: str) -> Post | Rejection | None:
                       **({"boosted_by": (status.get("account") or {}).get("acct")} if status.get("reblog") else {})},
         )
     except (AttributeError, KeyError, TypeError, ValueError) as e:
-        return Rejection(f"mastodon status from {instance} is malformed: {type(e).__name__}: {e}",
-                         payload=json.dumps(status, default=str)[:100_000])
+        return malformed(f"mastodon status from {instance}", e, status)
 
 
 @register
-class MastodonConnector(Connector):
+class MastodonConnector(PolledHttpConnector):
     type = "mastodon"
     source_model = MastodonSource
-
-    @classmethod
-    def from_source(cls, source: MastodonSource, name: str, settings, *, http=None) -> "MastodonConnector":
-        return cls(source, name, client=http, policy=FetchPolicy.for_source(source, settings))
 
     def __init__(self, source: MastodonSource, name: str, *, client: httpx.AsyncClient | None = None,
                  timeout_s: float = 30.0, policy: FetchPolicy | None = None):

@@ -28,9 +28,9 @@ from lyssna.common.contracts import Post
 
 from ..html_text import html_to_text
 from ..normalize import Rejection
-from .base import USER_AGENT, Batch, Connector, SourceError, clip_text, prepared, register
+from .base import USER_AGENT, Batch, SourceError, clip_text, prepared, register
 from .feed_dates import parse_feed_date, to_utc
-from .fetch import FetchPolicy, safe_get
+from .fetch import FetchPolicy, PolledHttpConnector, safe_get
 
 _ACCEPT = "application/rss+xml, application/atom+xml, application/xml;q=0.9, text/xml;q=0.9, */*;q=0.5"
 _RETRYABLE = {429, 500, 502, 503, 504}
@@ -144,13 +144,9 @@ def _retry_after(resp: Any) -> float | None:
 
 
 @register
-class RssConnector(Connector):
+class RssConnector(PolledHttpConnector):
     type = "rss"
     source_model = RssSource
-
-    @classmethod
-    def from_source(cls, source: RssSource, name: str, settings, *, http=None) -> "RssConnector":
-        return cls(source, name, client=http, policy=FetchPolicy.for_source(source, settings))
 
     def __init__(self, source: RssSource, name: str, *, client: httpx.AsyncClient | None = None,
                  timeout_s: float = 30.0, policy: FetchPolicy | None = None):
