@@ -22,12 +22,20 @@ ROOT = Path(__file__).resolve().parents[1]
 BENCHES = ("ingest", "classify", "adversarial", "e2e")
 
 
+# The CPU features that decide which kernels the classifier can use (bf16, int8).
+RELEVANT_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_bf16", "amx_int8")
+
+
 def machine() -> dict:
     cpu = platform.processor()
+    flags: list[str] = []
     try:
         for line in subprocess.run(["lscpu"], capture_output=True, text=True).stdout.splitlines():
             if line.startswith("Model name:"):
                 cpu = line.split(":", 1)[1].strip()
+            elif line.startswith("Flags:"):
+                have = set(line.split(":", 1)[1].split())
+                flags = [f for f in RELEVANT_FLAGS if f in have]
     except OSError:
         pass
     mem = ""
@@ -35,13 +43,14 @@ def machine() -> dict:
         kb = int(Path("/proc/meminfo").read_text().split()[1])
         mem = f"{kb / 1024 / 1024:.0f} GiB"
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT).stdout.strip()
-    return {"cpu": cpu, "cores": os.cpu_count(), "memory": mem, "python": platform.python_version(),
+    return {"cpu": cpu, "flags": flags, "cores": os.cpu_count(), "memory": mem, "python": platform.python_version(),
             "kernel": platform.release(), "commit": commit,
             "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}
 
 
 def _machine_line(m: dict) -> str:
-    return (f"_Ran on {m['cpu']}, {m['cores']} cores, {m['memory']}, Python {m['python']}, "
+    flags = ", ".join(m.get("flags") or []) or "none of " + "/".join(RELEVANT_FLAGS)
+    return (f"_Ran on {m['cpu']} (CPU flags: {flags}), {m['cores']} cores, {m['memory']}, Python {m['python']}, "
             f"Linux {m['kernel']}, no GPU; commit {m['commit']}, {m['date']}._")
 
 
