@@ -26,6 +26,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse, Response
+from starlette.routing import Match
 
 log = logging.getLogger(__name__)
 
@@ -107,11 +108,25 @@ def validation_detail(errors: list[dict[str, Any]]) -> str:
     return f"{where + ': ' if where else ''}{first['msg']}{more}"
 
 
+def allowed_methods(request: Request) -> str:
+    """Every method the request's path takes. Starlette's 405 names those of the first
+    route with the path only, and GET /v1/rules and POST /v1/rules are two routes."""
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        match, _ = route.matches(request.scope)
+        if match != Match.NONE:
+            methods |= getattr(route, "methods", None) or set()
+    return ", ".join(sorted(methods))
+
+
 async def _http_error(request: Request, exc: HTTPException) -> Response:
     if exc.status_code < 400:  # a redirect or no-content raised as an exception has no problem body
         return Response(status_code=exc.status_code, headers=exc.headers)
     detail = exc.detail if isinstance(exc.detail, str) else HTTPStatus(exc.status_code).phrase
-    return problem(exc.status_code, detail, headers=exc.headers)
+    headers = dict(exc.headers or {})
+    if exc.status_code == 405:
+        headers["Allow"] = allowed_methods(request)
+    return problem(exc.status_code, detail, headers=headers or None)
 
 
 async def _invalid_request(request: Request, exc: RequestValidationError) -> Response:

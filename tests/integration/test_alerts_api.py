@@ -123,10 +123,10 @@ async def test_scoped_keys_and_unsafe_silence_patterns(settings):
                                   ("(\\w+\\s?)*$", "repeated group contains a quantifier"),
                                   ("(a)\\1", "invalid regular expression"),
                                   ("(?=Acme)A.*", "invalid regular expression"),
-                                  ("A" * 300, "longer than 256")]:
+                                  ("A" * 300, "at most 256 characters")]:
             r = await admin.post("/v1/silences", json={**silence, "matchers": {"org=~": pattern}})
             assert r.status_code == 422 and fragment in r.text, (pattern, r.text)
-            assert problem(r, 422)["errors"][0]["loc"] == ["body", "matchers"]
+            assert problem(r, 422)["errors"][0]["loc"][:2] == ["body", "matchers"]
             assert "input" not in r.json()["errors"][0]  # the answer does not repeat the body
         assert (await admin.get("/v1/silences")).json()["silences"] == []
         ok = await admin.post("/v1/silences", json={**silence, "matchers": {"org=~": "Acme.*|Globex"}})

@@ -48,4 +48,16 @@ def create_app(ctx: ApiContext) -> FastAPI:
     for resource in (rules, alerts, deliveries, silences, webhooks):
         v1.include_router(resource.router)
     app.include_router(v1)
+    _name_configured(app, settings)
     return app
+
+
+def _name_configured(app: FastAPI, settings) -> None:
+    generate = app.openapi
+
+    def openapi() -> dict:
+        if app.openapi_schema is None:
+            app.openapi_schema = rules.document_names(generate(), settings)
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

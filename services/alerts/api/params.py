@@ -1,8 +1,8 @@
-"""Query parameter types that take exactly what the OpenAPI document says.
+"""Parameter types that take exactly what the OpenAPI document says.
 
 Pydantic's lax parsing would take ``limit=1.0``, ``active=yes`` or
-``before=1700000000`` although the document says integer, boolean and an RFC 3339
-date-time: a client generated from the document must not depend on what happens
+``before=1700000000`` (or ``"ends_at": 1700000000`` in a body) although the
+document says integer, boolean and an RFC 3339 date-time: a client generated from the document must not depend on what happens
 to be tolerated, and a mistyped query should be told so (422), not guessed.
 The patterns have no nested quantifiers: linear in the text.
 """
@@ -45,4 +45,4 @@ def _date_time(v: Any) -> Any:
 
 QUERY_INT = BeforeValidator(_integer)  # beside Query(ge=..., le=...) in one Annotated, so both apply
 QueryBool = Annotated[bool, BeforeValidator(_boolean)]
-QueryDateTime = Annotated[AwareDatetime, BeforeValidator(_date_time)]
+DateTime = Annotated[AwareDatetime, BeforeValidator(_date_time)]

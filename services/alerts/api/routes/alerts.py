@@ -13,7 +13,7 @@ from lyssna.common.problems import error_responses
 
 from ...store import DeliveryRecord
 from ..deps import StoreDep
-from ..params import QUERY_INT, QueryDateTime
+from ..params import QUERY_INT, DateTime
 
 router = APIRouter(prefix="/alerts", tags=["alerts"])
 
@@ -54,7 +54,7 @@ async def active_alerts(store: StoreDep):
 @router.get("/history", response_model=EventsOut, responses=error_responses(422))
 async def history(store: StoreDep,
                   limit: Annotated[int, Query(ge=1, le=1000), QUERY_INT] = 100,
-                  before: Annotated[QueryDateTime,
+                  before: Annotated[DateTime,
                                     Query(description="only events older than this; with a UTC offset")] = None):
     return EventsOut(events=[event_json(e) for e in await store.history(limit, before)])
 

@@ -69,7 +69,24 @@ async def get_rule(name: str, settings: SettingsDep, store: StoreDep):
     raise HTTPException(404, f"no rule named {name!r}")
 
 
-@router.post("", response_model=RuleOut, status_code=201, responses=error_responses(409, 422))
+_BY_NAME = {"name": "$response.body#/rule/name"}
+_CREATED = {"description": "the rule, evaluated from now on", "links": {
+    f"{verb.title()}Rule": {"operationRef": f"#/paths/~1v1~1rules~1{{name}}/{verb}", "parameters": _BY_NAME}
+    for verb in ("get", "put", "delete")}}
+
+
+def document_names(schema: dict, settings: Settings) -> dict:
+    """Name in RuleConfig's schema the webhooks and organizations this service has, so the
+    document admits only rules it can run (a rule naming others is refused with 422)."""
+    rule = schema.get("components", {}).get("schemas", {}).get("RuleConfig")
+    if rule is not None:
+        rule["properties"]["notify"]["items"] = {"type": "string", "enum": [w.name for w in settings.webhooks]}
+        rule["properties"]["org"] = {**rule["properties"]["org"], "type": "string",
+                                     "enum": ["*", *(o.name for o in settings.organizations)]}
+    return schema
+
+
+@router.post("", response_model=RuleOut, status_code=201, responses={201: _CREATED, **error_responses(409, 422)})
 async def create_rule(rule: RuleConfig, settings: SettingsDep, store: StoreDep):
     if rule.name in _config_names(settings):
         raise HTTPException(409, f"a config rule is named {rule.name!r}; choose another name")

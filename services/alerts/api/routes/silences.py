@@ -13,9 +13,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from lyssna.common.contracts import utcnow
 from lyssna.common.problems import error_responses
 
-from ...silences import LABELS, Silence, matcher_problems
+from ...silences import LABELS, MAX_VALUE_CHARS, REGEX_SUFFIX, Silence, matcher_problems
 from ..deps import StoreDep
-from ..params import QueryBool
+from ..params import DateTime, QueryBool
 
 router = APIRouter(prefix="/silences", tags=["silences"])
 
@@ -23,9 +23,12 @@ router = APIRouter(prefix="/silences", tags=["silences"])
 class SilenceIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     # At most an exact and a pattern matcher per label.
-    matchers: dict[str, str] = Field(min_length=1, max_length=2 * len(LABELS))
-    starts_at: datetime | None = Field(None, description="default: now")
-    ends_at: datetime
+    matchers: dict[str, Annotated[str, Field(max_length=MAX_VALUE_CHARS)]] = Field(
+        min_length=1, max_length=2 * len(LABELS),
+        description="label: exact value, or label=~: an RE2 pattern matched against the whole value",
+        json_schema_extra={"propertyNames": {"enum": [*LABELS, *(f"{label}{REGEX_SUFFIX}" for label in LABELS)]}})
+    starts_at: DateTime | None = Field(None, description="default: now")
+    ends_at: DateTime
     created_by: str = Field(min_length=1, max_length=256)
     comment: str = Field("", max_length=2000)
 
@@ -49,7 +52,14 @@ async def list_silences(store: StoreDep,
     return SilencesOut(silences=[s for s in await store.silences() if not active or s.is_active(now)])
 
 
-@router.post("", response_model=Silence, status_code=201, responses=error_responses(422))
+# The links let a client (and schemathesis' stateful phase) follow a new silence to its resource.
+_BY_ID = {"silence_id": "$response.body#/id"}
+_CREATED = {"description": "the silence, in force from starts_at", "links": {
+    "GetSilence": {"operationRef": "#/paths/~1v1~1silences~1{silence_id}/get", "parameters": _BY_ID},
+    "DeleteSilence": {"operationRef": "#/paths/~1v1~1silences~1{silence_id}/delete", "parameters": _BY_ID}}}
+
+
+@router.post("", response_model=Silence, status_code=201, responses={201: _CREATED, **error_responses(422)})
 async def create_silence(body: SilenceIn, store: StoreDep):
     try:
         silence = Silence(id=f"sil_{uuid.uuid4().hex[:16]}", matchers=body.matchers,
