@@ -40,7 +40,7 @@ down:
 	@scripts/infra.sh down
 
 model: venv
-	@$(BIN)/python -m lyssna.classify.model_prep
+	@$(BIN)/python -m lyssna.classify.training.model_prep
 
 test: deps model
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -28,7 +28,7 @@ from lyssna.common.contracts import MAX_TEXT_CHARS
 __all__ = ["HostilePost", "WATCH_NAME", "WORST", "corpus", "by_name"]
 
 # The watched name the texts are built around by default: the example
-# watchlist (services/classify/data/watchlist.yaml) aliases Acme Robotics so.
+# watchlist (services/classify/training/data/watchlist.yaml) aliases Acme Robotics so.
 WATCH_NAME = "Acme"
 # The post of the issue that stopped classification ("Acme." * 4000): a
 # 20,000-character token holding 4,000 names, each of which made the old

@@ -23,7 +23,7 @@ import statistics
 import time
 
 from bench.adversarial_posts import corpus
-from lyssna.classify.dataset import load_watchlist
+from lyssna.classify.training.dataset import load_watchlist
 from lyssna.classify.encoder import PREFIX, resolve_model_path
 from lyssna.classify.langid import detect_language
 from lyssna.classify.mentions import MentionMatcher

@@ -26,10 +26,10 @@ import torch
 from transformers import AutoModel, AutoTokenizer
 
 from lyssna.classify.classifier import Classifier
-from lyssna.classify.dataset import load_examples
+from lyssna.classify.training.dataset import load_examples
 from lyssna.classify.encoder import PREFIX, resolve_model_path
 from lyssna.classify.heads import Heads
-from lyssna.classify.training import evaluate
+from lyssna.classify.training.fit import evaluate
 from lyssna.common.config import load_settings
 
 GOAL_RATIO = 8.0

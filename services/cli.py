@@ -51,9 +51,9 @@ def serve(service: str, config: str | None) -> None:
               show_default=True, help="Encoder precision used to compute training features.")
 @click.option("--config", "-c", envvar="LYSSNA_CONFIG", type=click.Path(dir_okay=False))
 def train(precision: str, config: str | None) -> None:
-    """Train the topic and sentiment heads on services/classify/data (seeded)."""
+    """Train the topic and sentiment heads on services/classify/training/data (seeded)."""
     from lyssna.classify.encoder import Encoder
-    from lyssna.classify.training import train as run_training
+    from lyssna.classify.training.fit import train as run_training
 
     settings = _settings(config)
     encoder = Encoder(settings.classify.model, precision=precision)
@@ -65,7 +65,7 @@ def train(precision: str, config: str | None) -> None:
 @click.option("--write-card", is_flag=True, help="Also rewrite the figures in services/classify/MODEL_CARD.md.")
 def evaluate(config: str | None, write_card: bool) -> None:
     """Scores on the held-out test split (never used in training), for each precision."""
-    from lyssna.classify.evaluation import run_evaluation
+    from lyssna.classify.training.evaluation import run_evaluation
 
     settings = _settings(config)
     report = run_evaluation(settings, write_card=write_card, progress=lambda m: click.echo(m, err=True))

@@ -35,18 +35,16 @@ DEFAULT_LAYERS = (6, 9, 12)
 
 
 def resolve_model_path(model: str) -> str:
-    """A relative folder is taken from the repo root when it is not in the cwd, so the
-    default works from any directory; anything else (a hub id) is passed through."""
+    """``classify.model``: a folder (relative to the working directory, as every
+    path in the settings is; ``make`` and the local stack run in the repo root)
+    or, when no such folder exists and it does not look like a path, a hub id."""
     p = Path(model)
     if p.is_dir():
         return str(p)
-    repo_relative = Path(__file__).resolve().parents[2] / model
-    if repo_relative.is_dir():
-        return str(repo_relative)
     if p.is_absolute() or model.startswith("."):
         raise FileNotFoundError(
-            f"model folder {model!r} not found; run `make model` to create the default one "
-            f"or set LYSSNA_MODEL to a folder or hub id")
+            f"model folder {model!r} not found (looked in {p.resolve()}); run `make model` in the repo root "
+            f"to create the default one, or set LYSSNA_MODEL to a folder")
     return model
 
 

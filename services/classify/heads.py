@@ -17,7 +17,7 @@ import numpy as np
 from lyssna.common.contracts import LABELS, SENTIMENTS
 
 HEADS_FORMAT = "lyssna.heads.v1"
-DEFAULT_HEADS_DIR = Path(__file__).resolve().parent / "heads"
+DEFAULT_HEADS_DIR = Path(__file__).resolve().parent / "bundled_heads"  # package data: works from a wheel
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:

@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
 
 import ahocorasick
 
@@ -22,7 +21,6 @@ __all__ = [
     "Mention",
     "MentionMatcher",
     "Organization",
-    "evaluate_mentions",
     "fold",
 ]
 
@@ -213,9 +211,6 @@ class MentionMatcher:
         if not self._empty:
             self._automaton.make_automaton()
 
-    @property
-    def org_names(self) -> Sequence[str]:
-        return tuple(self._names)
 
     def find(self, text: str) -> list[str]:
         """Canonical names mentioned in ``text``, unique, in order of first appearance."""
@@ -299,44 +294,3 @@ class MentionMatcher:
         while o_end < len(text) and unicodedata.combining(text[o_end]):
             o_end += 1
         return o_start, o_end
-
-
-# --------------------------------------------------------------------------- #
-# Evaluation
-# --------------------------------------------------------------------------- #
-
-
-def evaluate_mentions(matcher: MentionMatcher, rows: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
-    """Micro precision/recall/F1 over (row, org) pairs.
-
-    ``rows`` hold ``{"text": str, "orgs": [canonical names]}``. The result also
-    lists the false positives/negatives as ``(row_index, org)`` for debugging.
-    """
-    tp = 0
-    false_pos: list[tuple[int, str]] = []
-    false_neg: list[tuple[int, str]] = []
-    n_rows = 0
-    for i, row in enumerate(rows):
-        n_rows += 1
-        gold = set(row["orgs"])
-        pred = set(matcher.find(row["text"]))
-        tp += len(gold & pred)
-        false_pos.extend((i, o) for o in sorted(pred - gold))
-        false_neg.extend((i, o) for o in sorted(gold - pred))
-    fp, fn = len(false_pos), len(false_neg)
-    # With nothing predicted (or nothing to find) there is nothing to be wrong
-    # about, so the empty ratio counts as perfect rather than undefined.
-    precision = tp / (tp + fp) if tp + fp else 1.0
-    recall = tp / (tp + fn) if tp + fn else 1.0
-    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-    return {
-        "rows": n_rows,
-        "tp": tp,
-        "fp": fp,
-        "fn": fn,
-        "precision": precision,
-        "recall": recall,
-        "f1": f1,
-        "false_positives": false_pos,
-        "false_negatives": false_neg,
-    }

@@ -5,7 +5,7 @@ import re
 import pytest
 
 from lyssna.classify.classifier import Classifier
-from lyssna.classify.evaluation import MODEL_CARD
+from lyssna.classify.training.evaluation import MODEL_CARD
 from lyssna.classify.heads import Heads
 from lyssna.common.config import OrganizationConfig, load_settings
 
@@ -15,7 +15,7 @@ pytestmark = pytest.mark.integration
 @pytest.fixture(scope="module")
 def report():
     from lyssna.classify.encoder import Encoder
-    from lyssna.classify.training import evaluate
+    from lyssna.classify.training.fit import evaluate
 
     heads = Heads.load()
     encoder = Encoder(load_settings(None, env={}).classify.model, precision="auto", layers=heads.layers)

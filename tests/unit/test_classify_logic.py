@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 
 from lyssna.classify import batch
-from lyssna.classify.dataset import load_examples, split_of
+from lyssna.classify.training.dataset import load_examples, split_of
 from lyssna.classify.heads import Heads
-from lyssna.classify.training import tune_threshold
+from lyssna.classify.training.fit import tune_threshold
 from lyssna.common.contracts import LABELS
 
 

@@ -209,7 +209,7 @@ def test_dockerfile_runs_as_non_root_with_the_model_built_in():
     assert re.search(r"(?m)^ARG PYTHON_IMAGE=python:3\.11\.\d+-slim", text)
     users = re.findall(r"(?m)^USER\s+(\S+)", text)
     assert users and users[-1] not in ("root", "0")
-    assert "python -m lyssna.classify.model_prep --out \"$LYSSNA_MODEL\"" in text
+    assert "python -m lyssna.classify.training.model_prep --out \"$LYSSNA_MODEL\"" in text
     assert "-c requirements.lock" in text
     for src in re.findall(r"(?m)^COPY\s+(?:--\S+\s+)*(.+?)\s+\S+$", text):
         for part in src.split():

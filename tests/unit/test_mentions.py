@@ -9,19 +9,19 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lyssna.classify.dataset import load_watchlist
 from lyssna.classify.mentions import (
     Mention,
     MentionMatcher,
     Organization,
-    evaluate_mentions,
     fold,
 )
+from lyssna.classify.training.dataset import load_watchlist
+from lyssna.classify.training.evaluation import evaluate_mentions
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-MENTIONS_TEST_SET = REPO_ROOT / "services" / "classify" / "data" / "mentions_test.jsonl"
+MENTIONS_TEST_SET = REPO_ROOT / "services" / "classify" / "training" / "data" / "mentions_test.jsonl"
 
-# The invented watchlist the data files refer to (services/classify/data/watchlist.yaml).
+# The invented watchlist the data files refer to (services/classify/training/data/watchlist.yaml).
 WATCHLIST_EXAMPLE = load_watchlist()
 
 NORDVIK = "Nordvik Energi"

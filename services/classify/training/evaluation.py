@@ -4,18 +4,19 @@ from __future__ import annotations
 
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
+from typing import Any
 
 from lyssna.common.config import Settings
 
+from ..encoder import Encoder, bf16_supported
+from ..heads import Heads
+from ..mentions import MentionMatcher
 from .dataset import load_mention_rows, load_watchlist
-from .encoder import Encoder, bf16_supported
-from .heads import Heads
-from .mentions import MentionMatcher, evaluate_mentions
-from .training import evaluate
+from .fit import evaluate
 
-MODEL_CARD = Path(__file__).resolve().parent / "MODEL_CARD.md"
+MODEL_CARD = Path(__file__).resolve().parents[1] / "MODEL_CARD.md"  # lyssna/classify/MODEL_CARD.md
 START, END = "<!-- figures:start -->", "<!-- figures:end -->"
 
 
@@ -63,3 +64,37 @@ def render(heads: Heads, results: dict[str, dict], mentions: dict) -> str:
     return "\n".join(lines)
 
 
+def evaluate_mentions(matcher: MentionMatcher, rows: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
+    """Micro precision/recall/F1 over (row, org) pairs.
+
+    ``rows`` hold ``{"text": str, "orgs": [canonical names]}``. The result also
+    lists the false positives/negatives as ``(row_index, org)`` for debugging.
+    """
+    tp = 0
+    false_pos: list[tuple[int, str]] = []
+    false_neg: list[tuple[int, str]] = []
+    n_rows = 0
+    for i, row in enumerate(rows):
+        n_rows += 1
+        gold = set(row["orgs"])
+        pred = set(matcher.find(row["text"]))
+        tp += len(gold & pred)
+        false_pos.extend((i, o) for o in sorted(pred - gold))
+        false_neg.extend((i, o) for o in sorted(gold - pred))
+    fp, fn = len(false_pos), len(false_neg)
+    # With nothing predicted (or nothing to find) there is nothing to be wrong
+    # about, so the empty ratio counts as perfect rather than undefined.
+    precision = tp / (tp + fp) if tp + fp else 1.0
+    recall = tp / (tp + fn) if tp + fn else 1.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return {
+        "rows": n_rows,
+        "tp": tp,
+        "fp": fp,
+        "fn": fn,
+        "precision": precision,
+        "recall": recall,
+        "f1": f1,
+        "false_positives": false_pos,
+        "false_negatives": false_neg,
+    }

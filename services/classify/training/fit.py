@@ -19,10 +19,11 @@ from sklearn.model_selection import StratifiedKFold
 from lyssna.common.contracts import LABELS, SENTIMENTS
 
 from .dataset import Example, load_examples, sentiment_vector, topic_matrix
-from .heads import DEFAULT_HEADS_DIR, Heads
+from ..heads import DEFAULT_HEADS_DIR, Heads
 
 SEED = 20261126
-CACHE_DIR = Path(__file__).resolve().parents[2] / ".local" / "cache"
+# Relative to where `lyssna train` runs (make runs it in the repo root).
+CACHE_DIR = Path(".local") / "cache"
 
 
 def embed_examples(encoder, examples: list[Example], progress: Callable[[str], None] = print) -> np.ndarray:
