@@ -1,21 +1,24 @@
-"""Webhook delivery: from the outbox topic to each receiver, with retries that survive restarts.
+"""Webhook delivery: from the retry queue in Redis to each receiver, with retries that survive restarts.
 
-Two loops:
+:class:`DeliveryWorker` takes due deliveries from the Redis queue under a lease
+(what queues them: :mod:`.outbox_reader`) and runs each attempt as a chain of
+small named stages, as Alertmanager's notify pipeline does:
 
-- :class:`OutboxReader` reads ``alerts.events`` in a consumer group and, for
-  every event and every webhook the event names, creates a delivery record in
-  Redis (id ``<event_id>:<webhook>``) and queues it. The Kafka offset is
-  committed only after Redis has the records, so a crash re-reads rather than
-  loses; a re-read finds the records and changes nothing.
-- :class:`DeliveryWorker` takes due deliveries from the Redis queue under a
-  lease, renders and signs the payload, posts it and decides from the answer
-  (:mod:`.retry`): delivered, retry later, disable the endpoint (410) or give
-  up to the dead letter. A worker killed mid-request leaves the delivery in
-  the queue, due again when the lease ends, so a restarted worker sends it
-  again with the same ``webhook-id`` (the event id).
+- **load**: the delivery record, its event and its webhook
+  (:meth:`DeliveryWorker.load`); a record that is no longer open leaves the queue.
+- **gate** (:func:`gate`, pure): reasons not to send at all: the event is gone,
+  a silence matches, the webhook is unknown or disabled. The same gate decides
+  a new record's first status in the outbox reader.
+- **send** (:meth:`DeliveryWorker.send`): record the attempt as in flight,
+  render (:mod:`.payloads`), sign (:mod:`.signing`), post; gives a :class:`Sent`.
+- **settle** (:func:`settle`, pure, then :meth:`DeliveryWorker.apply`): what
+  the answer means (:mod:`.retry`): delivered, retry later (honouring
+  ``Retry-After``), disable the endpoint (410), or give up to the dead letter.
 
-Silences are checked when the record is made and before each attempt:
-silenced deliveries are recorded with outcome ``silenced`` and not sent.
+Gate and settle both give a :class:`Verdict`, which one step writes to Redis,
+the metrics and the dead letter. A worker killed mid-request leaves the
+delivery in the queue, due again when the lease ends, so a restarted worker
+sends it again with the same ``webhook-id`` (the event id).
 """
 
 from __future__ import annotations
@@ -24,12 +27,12 @@ import asyncio
 import logging
 import socket
 import time
+from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Callable, Mapping
+from typing import Callable, Collection, Iterable, Mapping
 from urllib.parse import urlsplit
 
 import httpx
-from aiokafka import AIOKafkaConsumer
 
 from lyssna.common.config import Settings, WebhookConfig
 from lyssna.common.contracts import AlertEvent, DeadLetter, as_utc, utcnow
@@ -40,8 +43,8 @@ from .metrics import SERVICE, AlertsMetrics
 from .outbox import AlertEventPublisher
 from .retry import Outcome, RetrySchedule, classify_exception, classify_response, retry_after_header
 from .signing import webhook_headers
-from .silences import silenced_by
-from .store import OPEN_STATUSES, AlertsStore, Attempt, DeliveryRecord, DeliveryStatus, delivery_id
+from .silences import Silence, silenced_by
+from .store import OPEN_STATUSES, AlertsStore, Attempt, DeliveryRecord, DeliveryStatus
 
 log = logging.getLogger("lyssna.alerts.delivery")
 
@@ -84,114 +87,92 @@ def _iso(dt: datetime | None) -> str | None:
     return dt.isoformat() if dt else None
 
 
-class OutboxReader:
-    """alerts.events -> delivery records and the retry queue in Redis."""
+# ---------------------------------------------------------------- verdicts (pure)
 
-    def __init__(self, settings: Settings, store: AlertsStore, publisher: AlertEventPublisher, metrics: AlertsMetrics,
-                 schedule: RetrySchedule, *, on_queued: Callable[[], None] = lambda: None):
-        self.settings = settings
-        self.store = store
-        self.publisher = publisher
-        self.metrics = metrics
-        self.schedule = schedule
-        self.on_queued = on_queued
-        self.topic = settings.kafka.topics.alerts_events
-        self.group_id = f"{settings.alerts.app_id}-delivery"
-        self.consumer: AIOKafkaConsumer | None = None
-
-    async def start(self) -> None:
-        self.consumer = AIOKafkaConsumer(
-            self.topic, bootstrap_servers=self.settings.kafka.bootstrap_servers, group_id=self.group_id,
-            enable_auto_commit=False, auto_offset_reset="earliest",
-            client_id=f"{self.settings.alerts.app_id}-delivery")
-        await self.consumer.start()
-
-    async def stop(self) -> None:
-        if self.consumer is not None:
-            await self.consumer.stop()
-
-    async def run(self) -> None:
-        backoff = 0.5
-        while True:
-            batch = await self.consumer.getmany(timeout_ms=1000, max_records=200)
-            if not batch:
-                continue
-            try:
-                for msgs in batch.values():
-                    for msg in msgs:
-                        await self.accept(msg)
-                await self.consumer.commit()
-                backoff = 0.5
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                # Redis (or the dead-letter topic) is away: read the batch again
-                # later; what was already stored is found and left as it is.
-                log.exception("could not store deliveries; retrying the batch")
-                for tp, msgs in batch.items():
-                    self.consumer.seek(tp, msgs[0].offset)
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 10)
-
-    async def accept(self, msg) -> None:
-        try:
-            event = AlertEvent.from_bytes(msg.value)
-        except ValueError as e:
-            await self.publisher.dead_letter(DeadLetter.for_record(
-                service=SERVICE, topic=msg.topic, reason=f"not a valid AlertEvent: {e}", value=msg.value,
-                key=msg.key, partition=msg.partition, offset=msg.offset))
-            self.metrics.deadletters.labels(SERVICE).inc()
-            return
-        await self.store.record_event(event)
-        await self.create_deliveries(event)
-
-    async def create_deliveries(self, event: AlertEvent) -> None:
-        now = utcnow()
-        silences = await self.store.silences()
-        disabled = await self.store.disabled_webhooks()
-        hooks = {w.name: w for w in self.settings.webhooks}
-        queued = False
-        for name in dict.fromkeys(event.notify):
-            did = delivery_id(event.event_id, name)
-            if await self.store.get_delivery(did) is not None:
-                continue
-            record = DeliveryRecord(id=did, event_id=event.event_id, alert_id=event.alert_id, rule=event.rule,
-                                    org=event.org, state=event.state, webhook=name,
-                                    status=DeliveryStatus.pending, created_at=now, updated_at=now)
-            due = None
-            silence = silenced_by(event, silences, now)
-            if silence is not None:
-                record.status, record.silence_id = DeliveryStatus.silenced, silence.id
-                record.reason = f"silenced by {silence.id}"
-            elif name not in hooks:
-                record.status = DeliveryStatus.failed
-                record.reason = f"no webhook named {name!r} in the configuration"
-            elif name in disabled:
-                record.status = DeliveryStatus.disabled
-                record.reason = f"webhook {name!r} is disabled: {disabled[name].get('reason', '')}"
-            else:
-                due = now + self.schedule.next_delay(0)
-                record.next_attempt_at = due
-            created = await self.store.create_delivery(record, due)
-            if not created:
-                continue
-            if record.status is DeliveryStatus.silenced:
-                self.metrics.deliveries.labels(name, "silenced").inc()
-            elif record.status is DeliveryStatus.disabled:
-                self.metrics.deliveries.labels(name, "disabled").inc()
-            elif record.status is DeliveryStatus.failed:
-                self.metrics.deliveries.labels(name, "failed").inc()
-                await _dead_letter(self.publisher, self.store, self.metrics, record, event, record.reason)
-            else:
-                queued = True
-            log.info("delivery %s", record.status.value, extra={
-                "delivery_id": did, "webhook": name, "alert_id": event.alert_id, "event_id": event.event_id})
-        if queued:
-            self.on_queued()
+# The outcome label of lyssna_alerts_deliveries_total for each status a verdict gives.
+OUTCOME_LABEL = {
+    DeliveryStatus.delivered: "delivered", DeliveryStatus.retrying: "retry", DeliveryStatus.failed: "failed",
+    DeliveryStatus.dead: "failed", DeliveryStatus.disabled: "disabled", DeliveryStatus.silenced: "silenced",
+}
 
 
-async def _dead_letter(publisher: AlertEventPublisher, store: AlertsStore, metrics: AlertsMetrics, record: DeliveryRecord,
-                       event: AlertEvent | None, reason: str) -> None:
+@dataclass(frozen=True)
+class Verdict:
+    """What becomes of a delivery: made by the gate (nothing sent) or by settle (after an attempt)."""
+
+    status: DeliveryStatus
+    reason: str | None = None
+    silence_id: str | None = None
+    retry_at: datetime | None = None       # when status is retrying
+    disable_webhook: bool = False          # the receiver said 410 Gone
+
+    @property
+    def dead_letter(self) -> bool:
+        return self.status in (DeliveryStatus.failed, DeliveryStatus.dead)
+
+    @property
+    def outcome_label(self) -> str:
+        return OUTCOME_LABEL[self.status]
+
+
+def gate(event: AlertEvent | None, webhook: str, configured: Collection[str],
+         disabled: Mapping[str, Mapping[str, object]], silences: Iterable[Silence],
+         now: datetime) -> Verdict | None:
+    """Why a delivery of ``event`` to ``webhook`` is not to be sent (None: send it).
+
+    Checked when the record is made and again before every attempt, since a
+    silence or a disabled endpoint may come meanwhile. A silence comes first,
+    as in Alertmanager: what an operator muted is recorded as silenced whatever
+    state the endpoint is in.
+    """
+    if event is None:
+        return Verdict(DeliveryStatus.failed, "the alert event is no longer stored")
+    silence = silenced_by(event, silences, now)
+    if silence is not None:
+        return Verdict(DeliveryStatus.silenced, f"silenced by {silence.id}", silence_id=silence.id)
+    if webhook not in configured:
+        return Verdict(DeliveryStatus.failed, f"no webhook named {webhook!r} in the configuration")
+    if webhook in disabled:
+        return Verdict(DeliveryStatus.disabled,
+                       f"webhook {webhook!r} is disabled: {disabled[webhook].get('reason', '')}")
+    return None
+
+
+@dataclass(frozen=True)
+class Sent:
+    """What one POST came to: the receiver's answer, or the error on the way."""
+
+    outcome: Outcome
+    finished_at: datetime
+    status_code: int | None = None
+    retry_after: str | None = None   # the receiver's Retry-After, where HTTP makes it a back-off request
+    error: str | None = None
+
+    @classmethod
+    def answer(cls, status_code: int, headers: Mapping[str, str], finished_at: datetime) -> "Sent":
+        return cls(classify_response(status_code, headers), finished_at, status_code,
+                   retry_after_header(status_code, headers))
+
+
+def settle(sent: Sent, *, number: int, made: int, schedule: RetrySchedule) -> Verdict:
+    """What the answer to attempt ``number`` makes of the delivery; ``made`` counts
+    the attempts of the current schedule (a redelivery starts a new one), this one included."""
+    if sent.outcome is Outcome.delivered:
+        return Verdict(DeliveryStatus.delivered)
+    if sent.outcome is Outcome.disabled:
+        return Verdict(DeliveryStatus.disabled, f"receiver answered {sent.status_code} Gone on attempt {number}",
+                       disable_webhook=True)
+    if sent.outcome is Outcome.retry and not schedule.is_exhausted(made):
+        wait = schedule.next_delay(made, retry_after=sent.retry_after, now=sent.finished_at)
+        return Verdict(DeliveryStatus.retrying, retry_at=sent.finished_at + wait)
+    last = f"HTTP {sent.status_code}" if sent.status_code else (sent.error or "no answer")
+    if sent.outcome is Outcome.retry:
+        return Verdict(DeliveryStatus.dead, f"gave up after {made} attempts (last: {last})")
+    return Verdict(DeliveryStatus.failed, f"refused (last: {last})")
+
+
+async def dead_letter_delivery(publisher: AlertEventPublisher, store: AlertsStore, metrics: AlertsMetrics,
+                               record: DeliveryRecord, event: AlertEvent | None, reason: str) -> None:
     dl = DeadLetter(service=SERVICE, topic=publisher.events_topic, key=record.id,
                     reason=f"webhook {record.webhook}: {reason}"[:2000],
                     payload=event.model_dump_json() if event else record.model_dump_json())
@@ -207,11 +188,32 @@ async def _dead_letter(publisher: AlertEventPublisher, store: AlertsStore, metri
     metrics.deadletters.labels(SERVICE).inc()
 
 
+# ---------------------------------------------------------------- the worker
+
+@dataclass(frozen=True)
+class Loaded:
+    """A delivery that is still open, with what it needs (None where gone)."""
+
+    record: DeliveryRecord
+    event: AlertEvent | None
+    webhook: WebhookConfig | None
+
+
+# How each verdict after an attempt is logged.
+_LOGGED = {
+    DeliveryStatus.delivered: (logging.INFO, "delivered"),
+    DeliveryStatus.retrying: (logging.INFO, "delivery will be retried"),
+    DeliveryStatus.disabled: (logging.WARNING, "webhook disabled by its receiver"),
+    DeliveryStatus.failed: (logging.WARNING, "delivery failed"),
+    DeliveryStatus.dead: (logging.WARNING, "delivery failed"),
+}
+
+
 class DeliveryWorker:
     """Redis retry queue -> HTTP POST to the receivers."""
 
-    def __init__(self, settings: Settings, store: AlertsStore, publisher: AlertEventPublisher, metrics: AlertsMetrics,
-                 schedule: RetrySchedule, secrets: Mapping[str, list[str]], *,
+    def __init__(self, settings: Settings, store: AlertsStore, publisher: AlertEventPublisher,
+                 metrics: AlertsMetrics, schedule: RetrySchedule, secrets: Mapping[str, list[str]], *,
                  resolver: Callable = socket.getaddrinfo, address_policy: AddressPolicy = why_not_public,
                  poll_interval: float = 0.25):
         self.settings = settings
@@ -304,40 +306,37 @@ class DeliveryWorker:
             self.in_flight.discard(did)
 
     async def attempt(self, did: str) -> None:
+        """One attempt: load -> gate -> send -> settle (see the module docstring)."""
+        loaded = await self.load(did)
+        if loaded is None:
+            return
+        verdict = gate(loaded.event, loaded.record.webhook, self.hooks, await self.store.disabled_webhooks(),
+                       await self.store.silences(), utcnow())
+        if verdict is not None:
+            await self.apply(loaded, verdict)
+            return
+        sent = await self.send(loaded.record, loaded.event, loaded.webhook)
+        record = loaded.record
+        verdict = settle(sent, number=len(record.attempts), made=record.attempts_in_schedule,
+                         schedule=self.schedule)
+        await self.apply(loaded, verdict, sent)
+
+    async def load(self, did: str) -> Loaded | None:
         record = await self.store.get_delivery(did)
         if record is None or record.status not in OPEN_STATUSES:
             await self.store.unschedule(did)
-            return
-        event = await self.store.get_event(record.event_id)
-        webhook = self.hooks.get(record.webhook)
-        now = utcnow()
-        if event is None or webhook is None:
-            why = ("the alert event is no longer stored" if event is None
-                   else f"no webhook named {record.webhook!r} in the configuration")
-            await self._finish(record, DeliveryStatus.failed, why, event, metric="failed")
-            return
-        disabled = (await self.store.disabled_webhooks()).get(webhook.name)
-        if disabled is not None:
-            await self._finish(record, DeliveryStatus.disabled,
-                               f"webhook {webhook.name!r} is disabled: {disabled.get('reason', '')}", event,
-                               metric="disabled")
-            return
-        silence = silenced_by(event, await self.store.silences(), now)
-        if silence is not None:
-            record.silence_id = silence.id
-            await self._finish(record, DeliveryStatus.silenced, f"silenced by {silence.id}", event,
-                               metric="silenced")
-            return
+            return None
+        return Loaded(record, await self.store.get_event(record.event_id), self.hooks.get(record.webhook))
 
+    async def send(self, record: DeliveryRecord, event: AlertEvent, webhook: WebhookConfig) -> Sent:
+        """Render, sign and post. The attempt is saved as in flight first: a worker
+        that dies before the answer leaves it so, and the next attempt marks it interrupted."""
+        now = utcnow()
         for a in record.attempts:
             if a.outcome == "in_flight":
-                # The worker that made it died before hearing the answer.
                 a.outcome, a.finished_at = "interrupted", a.finished_at or now
-        attempt = Attempt(number=len(record.attempts) + 1, started_at=now)
-        record.attempts.append(attempt)
+        record.attempts.append(Attempt(number=len(record.attempts) + 1, started_at=now))
         await self.store.save_delivery(record)
-
-        status_code, headers, error = None, None, None
         try:
             addresses = await asyncio.to_thread(check_webhook_url, webhook.url, webhook.allow_private_network,
                                                 resolver=self.resolver, address_policy=self.address_policy)
@@ -345,58 +344,46 @@ class DeliveryWorker:
                                                  receiver=webhook.name)
             signed = webhook_headers(event.event_id, int(time.time()), body, self.secrets.get(webhook.name))
             resp = await self._post(webhook, addresses, body, {**signed, "content-type": content_type})
-            status_code, headers = resp.status_code, resp.headers
-            outcome = classify_response(status_code, headers)
+            return Sent.answer(resp.status_code, resp.headers, utcnow())
         except Exception as e:
-            outcome = classify_exception(e)
             error = scrub(f"{type(e).__name__}: {e}" if str(e) else type(e).__name__, webhook)
-        done = utcnow()
-        attempt.finished_at, attempt.status_code, attempt.error = done, status_code, error
-        attempt.outcome = outcome.value
-        extra = {"delivery_id": did, "webhook": webhook.name, "event_id": event.event_id,
-                 "attempt": attempt.number, "status_code": status_code, "outcome": outcome.value}
+            return Sent(classify_exception(e), utcnow(), error=error)
 
-        if outcome is Outcome.delivered:
-            self.metrics.delivery_latency.labels(webhook.name).observe(
-                max(0.0, (done - as_utc(event.occurred_at)).total_seconds()))
-            await self._finish(record, DeliveryStatus.delivered, None, event, metric="delivered")
-            log.info("delivered", extra=extra)
-        elif outcome is Outcome.disabled:
-            reason = f"receiver answered {status_code} Gone on attempt {attempt.number}"
-            await self.store.disable_webhook(webhook.name, reason)
-            await self._finish(record, DeliveryStatus.disabled, reason, event, metric="disabled")
-            log.warning("webhook disabled by its receiver", extra=extra)
-        elif outcome is Outcome.retry and not self.schedule.is_exhausted(record.attempts_in_schedule):
-            asked = retry_after_header(status_code, headers) if status_code else None
-            delay = self.schedule.next_delay(record.attempts_in_schedule, retry_after=asked, now=done)
-            due = done + delay
-            attempt.retry_after, attempt.next_attempt_at = asked, due
-            record.status, record.next_attempt_at = DeliveryStatus.retrying, due
+    async def apply(self, loaded: Loaded, verdict: Verdict, sent: Sent | None = None) -> None:
+        """Write ``verdict`` (and the attempt's answer, when one was sent) to Redis,
+        the metrics, the retry queue and the dead letter."""
+        record, event = loaded.record, loaded.event
+        if sent is not None:
+            attempt = record.attempts[-1]
+            attempt.finished_at, attempt.status_code, attempt.error = sent.finished_at, sent.status_code, sent.error
+            attempt.outcome = sent.outcome.value
+            if verdict.retry_at is not None:
+                attempt.retry_after, attempt.next_attempt_at = sent.retry_after, verdict.retry_at
+        if verdict.silence_id is not None:
+            record.silence_id = verdict.silence_id
+        if verdict.disable_webhook:
+            await self.store.disable_webhook(record.webhook, verdict.reason or "")
+        if verdict.status is DeliveryStatus.delivered and sent is not None:
+            self.metrics.delivery_latency.labels(record.webhook).observe(
+                max(0.0, (sent.finished_at - as_utc(event.occurred_at)).total_seconds()))
+        if verdict.retry_at is not None:
+            record.status, record.next_attempt_at = verdict.status, verdict.retry_at
             await self.store.save_delivery(record)
-            await self.store.schedule(did, due)
-            self.metrics.deliveries.labels(webhook.name, "retry").inc()
-            log.info("delivery will be retried", extra={**extra, "next_attempt_at": due.isoformat(),
-                                                        "error": error})
+            await self.store.schedule(record.id, verdict.retry_at)
         else:
-            if outcome is Outcome.retry:
-                status = DeliveryStatus.dead
-                reason = f"gave up after {record.attempts_in_schedule} attempts"
-            else:
-                status = DeliveryStatus.failed
-                reason = "refused"
-            last = f"HTTP {status_code}" if status_code else (error or "no answer")
-            await self._finish(record, status, f"{reason} (last: {last})", event, metric="failed",
-                               dead_letter=True)
-            log.warning("delivery failed", extra={**extra, "error": error})
-
-    async def _finish(self, record: DeliveryRecord, status: DeliveryStatus, reason: str | None,
-                      event: AlertEvent | None, *, metric: str, dead_letter: bool = False) -> None:
-        record.status, record.reason, record.next_attempt_at = status, reason, None
-        await self.store.save_delivery(record)
-        await self.store.unschedule(record.id)
-        self.metrics.deliveries.labels(record.webhook, metric).inc()
-        if dead_letter or status is DeliveryStatus.failed:
-            await _dead_letter(self.publisher, self.store, self.metrics, record, event, reason or status.value)
+            record.status, record.reason, record.next_attempt_at = verdict.status, verdict.reason, None
+            await self.store.save_delivery(record)
+            await self.store.unschedule(record.id)
+        self.metrics.deliveries.labels(record.webhook, verdict.outcome_label).inc()
+        if verdict.dead_letter:
+            await dead_letter_delivery(self.publisher, self.store, self.metrics, record, event,
+                                       verdict.reason or verdict.status.value)
+        if sent is not None:
+            level, message = _LOGGED[verdict.status]
+            log.log(level, message, extra={
+                "delivery_id": record.id, "webhook": record.webhook, "event_id": record.event_id,
+                "attempt": len(record.attempts), "status_code": sent.status_code, "outcome": sent.outcome.value,
+                "error": sent.error, "next_attempt_at": _iso(verdict.retry_at)})
 
 
 async def redeliver(store: AlertsStore, record: DeliveryRecord, disabled: Mapping[str, object]) -> DeliveryRecord:

@@ -31,10 +31,11 @@ from lyssna.common.urlsafety import (AddressPolicy, UnsafeWebhookURL, WebhookURL
 
 from .api import ApiContext, create_app
 from .counts import MentionCounter
-from .delivery import DeliveryWorker, OutboxReader, mask_url
+from .delivery import DeliveryWorker, mask_url
 from .engine import DirtyOrgs, Engine
 from .metrics import SERVICE, AlertsMetrics
 from .outbox import AlertEventPublisher
+from .outbox_reader import OutboxReader
 from .retry import RetrySchedule
 from .ruleset import RuleError, check_rule
 from .signing import SecretError, parse_secrets
