@@ -330,6 +330,23 @@ async def test_an_oversized_answer_is_refused_while_it_streams():
             await anext(masto.batches(None))
 
 
+async def test_a_trickling_answer_is_cut_off_at_the_fetch_deadline():
+    """A server that sends a byte every half second never trips httpx's per-read
+    timeout; the whole fetch has its own deadline."""
+    import time
+
+    def trickle():
+        for _ in range(120):  # a minute at this pace
+            yield b" "
+            time.sleep(0.5)
+
+    with ScriptedServer({"/slow.xml": (200, {"Content-Type": "application/rss+xml"}, trickle())}) as srv:
+        policy = FetchPolicy(max_seconds=1.5, allow_private_network=True)
+        with pytest.raises(SourceError, match="no complete answer within 1.5 s"):
+            await RssConnector(RssSource(type="rss", url=f"{srv.base}/slow.xml"), "slow", policy=policy).fetch({})
+        assert srv.sent < 120  # cut off long before the server was done
+
+
 async def test_an_oversized_jetstream_frame_closes_the_connection():
     big = post_event(1746435000009000, "3lbigframe01", "Acme " * 300_000)   # about 1.5 MB of JSON
     async with JetstreamServer([big]) as js:

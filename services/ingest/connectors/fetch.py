@@ -28,6 +28,7 @@ from .base import Connector, SourceError
 MAX_REDIRECTS = 5
 #: The default of ``ingest.max_feed_bytes``.
 DEFAULT_MAX_BYTES = 5 * 1024 * 1024
+DEFAULT_MAX_SECONDS = 60.0
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 _FIX = "set 'allow_private_network: true' on this source if it is meant to be on a private network"
 
@@ -45,6 +46,10 @@ class FetchPolicy:
     """What a connector may fetch; one per source."""
 
     max_bytes: int = DEFAULT_MAX_BYTES
+    # The whole fetch, redirects and body included: httpx's timeout is per read,
+    # so a server that trickles a byte now and then would otherwise hold the
+    # connector for as long as it likes.
+    max_seconds: float = DEFAULT_MAX_SECONDS
     allow_private_network: bool = False
     resolver: Any = socket.getaddrinfo
     address_policy: AddressPolicy = why_not_public
@@ -97,7 +102,17 @@ async def safe_get(client: httpx.AsyncClient, url: str, policy: FetchPolicy, *,
                    params: Mapping[str, str] | None = None) -> Fetched:
     """GET ``url`` under ``policy``; any answer but a redirect is returned (the
     caller judges the status). Network errors, refused addresses, too many
-    redirects and oversized bodies are ``SourceError``."""
+    redirects, oversized bodies and fetches over ``policy.max_seconds`` are
+    ``SourceError``."""
+    try:
+        async with asyncio.timeout(policy.max_seconds):
+            return await _follow(client, url, policy, headers, params)
+    except TimeoutError:
+        raise SourceError(f"GET {url}: no complete answer within {policy.max_seconds:g} s") from None
+
+
+async def _follow(client: httpx.AsyncClient, url: str, policy: FetchPolicy,
+                  headers: Mapping[str, str] | None, params: Mapping[str, str] | None) -> Fetched:
     current = httpx.URL(url, params=params) if params else httpx.URL(url)
     for _ in range(MAX_REDIRECTS + 1):
         target, extra, extensions = await _route(str(current), policy)
