@@ -197,6 +197,19 @@ async def test_jsonl_unfinished_last_line_is_left_for_later(tmp_path):
     assert [n.post.id for n in batch.items] == ["b"]
 
 
+async def test_jsonl_an_over_long_line_is_skipped_in_pieces_and_dead_lettered(tmp_path):
+    from lyssna.ingest.connectors.jsonl import MAX_LINE_BYTES
+
+    f = tmp_path / "posts.jsonl"
+    huge = '{"id": "h", "text": "' + "A" * (3 * MAX_LINE_BYTES) + '"}'
+    write_lines(f, ['{"id": "a", "text": "ok"}', huge, '{"id": "c", "text": "after"}'])
+    (batch,) = await collect(JsonlConnector(f, "replay"))
+    assert [type(i).__name__ for i in batch.items] == ["Normalized", "Rejection", "Normalized"]
+    assert batch.items[1].reason.startswith(f"posts.jsonl line 2: line longer than {MAX_LINE_BYTES} bytes")
+    assert len(batch.items[1].payload) < 2000  # only the start is kept for the dead letter
+    assert json.loads(batch.cursor) == {"offset": f.stat().st_size, "line": 3}
+
+
 async def test_jsonl_speedup_replays_the_gaps_faster(tmp_path):
     f = tmp_path / "posts.jsonl"
     times = ["2026-05-01T08:00:00Z", "2026-05-01T08:00:10Z", "2026-05-01T08:00:10Z", "2026-05-01T08:01:00Z"]

@@ -39,21 +39,43 @@ def _event_time(item: object) -> float | None:
     return dt.timestamp() if dt else None
 
 
-def read_lines(f: BinaryIO, first_line: int, limit: int) -> list[tuple[bytes, Any]]:
-    """Up to ``limit`` lines from ``f``, each with its JSON value, or the BodyError
-    that says why it has none (None for a blank line). Blocking: run in a thread."""
-    out: list[tuple[bytes, Any]] = []
+# No post needs more (a record is at most MAX_RECORD_BYTES); a longer line is
+# read in pieces and skipped, never held in memory whole.
+MAX_LINE_BYTES = 1024 * 1024
+
+
+def _skip_rest_of_line(f: BinaryIO) -> tuple[int, bool]:
+    """Read past the rest of an over-long line: (bytes skipped, whether it ended)."""
+    skipped = 0
+    while True:
+        piece = f.readline(MAX_LINE_BYTES)
+        skipped += len(piece)
+        if not piece or piece.endswith(b"\n"):
+            return skipped, bool(piece)
+
+
+def read_lines(f: BinaryIO, first_line: int, limit: int) -> list[tuple[bytes, Any, int]]:
+    """Up to ``limit`` lines from ``f``: (its bytes, its JSON value or the BodyError
+    that says why it has none (None for a blank line), its length in the file).
+    A line over MAX_LINE_BYTES keeps only its start. Blocking: run in a thread."""
+    out: list[tuple[bytes, Any, int]] = []
     for lineno in range(first_line, first_line + limit):
-        raw = f.readline()
+        raw = f.readline(MAX_LINE_BYTES + 1)
         if not raw:
             break
+        if len(raw) > MAX_LINE_BYTES and not raw.endswith(b"\n"):
+            skipped, ended = _skip_rest_of_line(f)
+            head = raw[:1000] + (b"\n" if ended else b"")  # ends like the line did: partial or not
+            out.append((head, BodyError(f"line longer than {MAX_LINE_BYTES} bytes; skipped", line=lineno),
+                        len(raw) + skipped))
+            continue
         if not raw.strip():
-            out.append((raw, None))
+            out.append((raw, None, len(raw)))
             continue
         try:
-            out.append((raw, parse_ndjson_line(raw.rstrip(b"\r\n"), lineno)))
+            out.append((raw, parse_ndjson_line(raw.rstrip(b"\r\n"), lineno), len(raw)))
         except BodyError as e:
-            out.append((raw, e))
+            out.append((raw, e, len(raw)))
     return out
 
 
@@ -98,15 +120,15 @@ class JsonlConnector(Connector):
             started = 0.0
             partial = False
             while not partial and (lines := await asyncio.to_thread(read_lines, f, line + 1, self.batch_size)):
-                for raw, item in lines:
+                for raw, item, size in lines:
                     line += 1
-                    offset += len(raw)
+                    offset += size
                     if item is None:
                         continue
                     if isinstance(item, BodyError):
                         if not raw.endswith(b"\n"):
                             # A last line still being written: leave it for the next run.
-                            offset, line = offset - len(raw), line - 1
+                            offset, line = offset - size, line - 1
                             partial = True
                             break
                         items.append(Rejection(f"{self.path.name} line {line}: {item}",
@@ -120,7 +142,7 @@ class JsonlConnector(Connector):
                                 wait = (at - first_event) / self.speedup - (self._clock() - started)
                                 if wait > 0:
                                     if items:
-                                        yield Batch(items, self._cursor(offset - len(raw), line - 1))
+                                        yield Batch(items, self._cursor(offset - size, line - 1))
                                         items = []
                                     await self._sleep(wait)
                         n = normalize(item, default_source="file")
