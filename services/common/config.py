@@ -16,8 +16,8 @@ from typing import Annotated, Any, Literal, Mapping, NamedTuple, Union
 
 import yaml
 from pydantic import (
-    BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, ValidationError, WithJsonSchema,
-    field_validator, model_validator,
+    BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, StrictFloat, StrictInt, ValidationError,
+    WithJsonSchema, field_validator, model_validator,
 )
 
 from .auth import ALL_SCOPES_VAR, KEY_VARIABLES, parse_key_list
@@ -196,24 +196,25 @@ SourceConfig = Annotated[Union[RssSource, MastodonSource, BlueskySource, FileSou
                          Field(discriminator="type")]
 
 
+# Strict numbers: "5" is no integer in the API's JSON schema, so the API must not take it as one.
 class CountCondition(_Section):
     type: Literal["count"]
-    threshold: int = Field(ge=1)
+    threshold: StrictInt = Field(ge=1)
 
 
 class RatioCondition(_Section):
     type: Literal["ratio"]
     sentiment: Sentiment = Sentiment.negative
-    threshold: float = Field(gt=0, le=1)
-    min_volume: int = Field(10, ge=1)
+    threshold: StrictFloat = Field(gt=0, le=1)
+    min_volume: StrictInt = Field(10, ge=1)
 
 
 class SpikeCondition(_Section):
     type: Literal["spike"]
-    factor: float | None = Field(None, gt=1)
-    z_score: float | None = Field(None, gt=0)
-    baseline_windows: int = Field(24, ge=2)
-    min_volume: int = Field(5, ge=1)
+    factor: StrictFloat | None = Field(None, gt=1)
+    z_score: StrictFloat | None = Field(None, gt=0)
+    baseline_windows: StrictInt = Field(24, ge=2)
+    min_volume: StrictInt = Field(5, ge=1)
 
     @model_validator(mode="after")
     def _one_test(self):

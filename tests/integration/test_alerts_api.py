@@ -159,6 +159,8 @@ async def test_rules_crud_and_an_api_rule_that_fires(settings):
                 (rule(condition={"type": "spike", "factor": 3, "z_score": 2}), "exactly one of 'factor' or 'z_score'"),
                 (rule(condition={"type": "median"}), "type"),
                 (rule(name="has space"), "pattern"),
+                (rule(condition={"type": "count", "threshold": "2"}), "valid integer"),  # as typed, not guessed
+                (rule(window="20S"), "not a duration"),
             ]:
                 r = await api.post("/v1/rules", json=body)
                 assert fragment in problem(r, 422)["detail"], (fragment, r.text)
