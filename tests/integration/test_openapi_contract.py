@@ -12,6 +12,8 @@ a 5xx, a resource still there after its DELETE.
 
 The run is bounded by examples per operation, not by time, and the seed is
 fixed, so a failure reproduces; the report (stdout) is in the assertion message.
+schemathesis has no serializer for ``application/x-ndjson``, so it sends ingest
+JSON bodies only; test_ingest_api.py covers NDJSON.
 """
 
 from __future__ import annotations
