@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from lyssna.common.metrics import ServiceMetrics
 
@@ -24,6 +24,11 @@ class ClassifyMetrics(ServiceMetrics):
         self.mentions = Counter("lyssna_classify_mentions_total",
                                 "Mentions of watched organizations, by topic (or none), sentiment and language.",
                                 ["org", "topic", "sentiment", "lang"], registry=r)
+        self.overruns = Counter("lyssna_classify_budget_overruns_total",
+                                "Batches and posts not classified within their time budget.", registry=r)
+        self.overrunning = Gauge("lyssna_classify_overrunning_threads",
+                                 "Classification threads given up on past their budget and still running "
+                                 "(they cannot be stopped; each one takes CPU until it ends).", registry=r)
         for outcome in ("classified", "deadletter"):
             self.posts.labels(outcome)
 

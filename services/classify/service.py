@@ -1,11 +1,21 @@
 """The classify worker: a Faust agent from ``posts.raw`` to ``posts.classified``.
 
 Records arrive in micro-batches (``take_events``) so the transformer sees
-batches. Faust acknowledges a batch's events only when the loop body returns,
-and the body returns only after Kafka acknowledged every classified record
+batches. Faust acknowledges a batch's events when the loop body is left, and
+the body is left normally only after Kafka acknowledged every classified record
 (and every dead letter), so a committed offset always means "produced": a
 worker killed at any point re-reads, never skips. Duplicates after a crash
 carry the same post id and are absorbed downstream.
+
+Leaving the body by an exception would acknowledge the batch as well
+(take_events acks in a ``finally``, and the consumer commits acked offsets on
+its next tick and on stop), so the body never does: a batch whose output Kafka
+does not take after every retry is held (never acked), the worker stops taking
+batches and the process crashes, to restart from the last committed offset.
+
+Each batch is classified in a thread within a time budget; one that overruns
+or fails is classified post by post, each post within its own budget, and a
+post that still overruns or fails goes to the dead letter with the reason.
 """
 
 from __future__ import annotations
@@ -14,8 +24,12 @@ import asyncio
 import os
 import tempfile
 import logging
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
 
 from fastapi import FastAPI, Response
 from fastapi.responses import JSONResponse
@@ -23,7 +37,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import ValidationError
 
 from lyssna.common.config import Settings
-from lyssna.common.contracts import DeadLetter, Post
+from lyssna.common.contracts import ClassifiedPost, DeadLetter, Post
 from lyssna.common.kafka_admin import ensure_topics
 from lyssna.common.logs import setup_logging
 from lyssna.common.runtime import EmbeddedServer, first_crash, run_until_signal, watch_lag
@@ -47,6 +61,110 @@ def parse_post(value: bytes | None) -> Post | str:
         return "not UTF-8"
 
 
+def budget_reason(budget: timedelta) -> str:
+    return f"exceeded the time budget of {budget.total_seconds():g} s"
+
+
+def failure_reason(error: BaseException) -> str:
+    # The type only: messages of text-handling errors can quote the post
+    # (UnicodeEncodeError names the character and its position).
+    return f"classification failed: {type(error).__name__}"
+
+
+def backoff(first: timedelta, attempt: int) -> float:
+    """Seconds to wait before try ``attempt`` (1-based count of failed tries)."""
+    return first.total_seconds() * 2 ** (attempt - 1)
+
+
+def stream_state(*, agent: str, failed: bool, lag: int, quiet_s: float, stall_after_s: float) -> str:
+    """The stream worker as /readyz reports it.
+
+    ``agent``: "starting", "running" or "stopped"; ``quiet_s``: seconds since the
+    worker last showed it is keeping up (a batch or post handled, or no lag seen).
+    Records waiting with no progress for longer than ``stall_after_s`` is a stall.
+    """
+    if failed or agent == "stopped":
+        return "stopped"
+    if agent == "starting":
+        return "starting"
+    if lag > 0 and quiet_s > stall_after_s:
+        return "stalled"
+    return "ok"
+
+
+@dataclass
+class StreamProgress:
+    """When the worker last showed it keeps up, for the stall check."""
+
+    since: float  # monotonic: start, last progress, or last time the lag was 0
+    lag: int = 0
+
+    def progressed(self, now: float) -> None:
+        self.since = now
+
+    def observed_lag(self, lag: int, now: float) -> None:
+        # Lag is measured every few seconds; a lag of 0 means caught up, so the
+        # clock starts when records arrive, not at the last batch before a quiet hour.
+        self.lag = lag
+        if lag == 0:
+            self.since = now
+
+
+def hold(events: Sequence) -> None:
+    """Mark each event's message done without acknowledging its offset.
+
+    take_events acks a batch when the loop body is left, whatever the way out
+    (an exception, the agent's cancellation on stop), and the consumer then
+    commits past it. The consumer records an offset for commit only when it is
+    the one to mark the message acked, so these offsets are never committed and
+    the restarted worker reads the records again; and Faust's wait for in-flight
+    messages on stop and on rebalance (``stream_wait_empty``) does not wait for
+    them forever.
+    """
+    for event in events:
+        event.message.acked = True
+
+
+def in_thread(fn: Callable[[], Any]) -> asyncio.Future:
+    """Run ``fn`` in a new daemon thread; the returned future settles in the loop.
+
+    Not asyncio.to_thread: CPU-bound Python cannot be interrupted, so a thread
+    given up on past its budget runs on, and in the shared executor it would hold
+    a worker the next batch needs (enough of them would stall the stream).
+    """
+    loop = asyncio.get_running_loop()
+    future = loop.create_future()
+
+    def settle(result: Any, error: BaseException | None) -> None:
+        if future.done():
+            return
+        if error is None:
+            future.set_result(result)
+        else:
+            future.set_exception(error)
+
+    def work() -> None:
+        try:
+            result, error = fn(), None
+        except BaseException as e:
+            result, error = None, e
+        try:
+            loop.call_soon_threadsafe(settle, result, error)
+        except RuntimeError:  # the loop closed while this thread overran its budget
+            pass
+
+    threading.Thread(target=work, name="classify-work", daemon=True).start()
+    return future
+
+
+class ProduceFailed(Exception):
+    """Kafka did not take a batch's output after every try."""
+
+
+class StreamFailed(Exception):
+    """The stream worker stopped and cannot go on without skipping records."""
+
+
 class ClassifyService:
     def __init__(self, settings: Settings, classifier: Classifier | None = None):
         self.settings = settings
@@ -56,6 +174,10 @@ class ClassifyService:
         self.tasks: dict[str, asyncio.Task] = {}
         self.server: EmbeddedServer | None = None
         self.app = None
+        self.agent = "starting"
+        self.progress = StreamProgress(time.monotonic())
+        self.failure: asyncio.Future | None = None
+        self.stopping = False
 
     # ------------------------------------------------------------------ wiring
     async def start(self, *, serve_http: bool = True) -> None:
@@ -68,6 +190,9 @@ class ClassifyService:
             self.tasks["http"] = asyncio.create_task(self.server.serve(), name="classify-http")
         if self.classifier is None:
             self.classifier = await asyncio.to_thread(Classifier.from_settings, s)
+        await asyncio.to_thread(self.classifier.warm_up)
+        self.failure = asyncio.get_running_loop().create_future()
+        self.tasks["stream"] = asyncio.create_task(self._watch_stream(), name="classify-stream")
         await asyncio.to_thread(ensure_topics, s.kafka.bootstrap_servers,
                                 [topics.posts_raw, topics.posts_classified, topics.deadletter],
                                 **s.kafka.topic_layout())
@@ -83,7 +208,7 @@ class ClassifyService:
         await self.app.start()
         self.tasks["lag"] = asyncio.create_task(
             watch_lag(s.kafka.bootstrap_servers, {topics.posts_raw: self.app_id},
-                      self.metrics.set_lag,
+                      self._observe_lag,
                       client_id=f"{self.app_id}-lag"), name="classify-lag")
         log.info("classify started", extra={"model": self.classifier.model_info.encoder,
                                             "heads": self.classifier.model_info.heads})
@@ -92,6 +217,7 @@ class ClassifyService:
         await first_crash(self.tasks, log)
 
     async def stop(self) -> None:
+        self.stopping = True
         if self.server is not None:
             self.server.should_exit = True
         for task in self.tasks.values():
@@ -105,8 +231,38 @@ class ClassifyService:
     # ------------------------------------------------------------------ stream
     async def _agent(self, stream) -> None:
         c = self.settings.classify
-        async for events in stream.take_events(c.batch_size, within=c.batch_within.total_seconds()):
-            await self.handle_batch(events)
+        self.agent = "running"
+        self.progress.progressed(time.monotonic())
+        try:
+            async for events in stream.take_events(c.batch_size, within=c.batch_within.total_seconds()):
+                try:
+                    await self.handle_batch(events)
+                except BaseException as e:
+                    # Leaving the body acks the batch (see the module docstring).
+                    hold(events)
+                    if isinstance(e, asyncio.CancelledError):
+                        raise
+                    self._fail(e)
+                    # Take no further batch: one acked after this would let the
+                    # commit pass the held records. The service stops this task.
+                    await asyncio.Event().wait()
+        finally:
+            self.agent = "stopped"
+            if not self.stopping:
+                self._fail(StreamFailed("the stream agent exited"))
+
+    def _fail(self, error: BaseException) -> None:
+        if self.failure is not None and not self.failure.done():
+            self.failure.set_result(type(error).__name__)
+
+    async def _watch_stream(self) -> None:
+        """Ends, crashing the service, when the stream worker stopped for good: the
+        restarted process reads again from the last committed offset."""
+        raise StreamFailed(f"stream worker stopped: {await self.failure}")
+
+    def _observe_lag(self, topic: str, lag: int) -> None:
+        self.metrics.set_lag(topic, lag)
+        self.progress.observed_lag(lag, time.monotonic())
 
     async def handle_batch(self, events: Sequence) -> None:
         posts, good, bad, classified = [], [], [], []
@@ -117,19 +273,21 @@ class ClassifyService:
                 good.append(event)
             else:
                 bad.append((event, parsed))
-        pending = []
-        if posts:
-            classified, failed = await self._classify(posts)
-            bad.extend((good[i], reason) for i, reason in failed)
-            topic = self.settings.kafka.topics.posts_classified
-            for post in classified:
-                pending.append(await self.app.producer.send(topic, post.id.encode(), post.to_bytes(),
-                                                            None, None, None))
-        for event, reason in bad:
-            pending.append(await self._deadletter(event, reason))
+        topic, records = self.settings.kafka.topics.posts_classified, []
+        for event, outcome in zip(good, await self._classify(posts) if posts else []):
+            if not isinstance(outcome, str):
+                try:
+                    records.append((topic, outcome.id.encode(), outcome.to_bytes()))
+                    classified.append(outcome)
+                    continue
+                except Exception as e:  # one post's output must not stop the batch
+                    outcome = failure_reason(e)
+            bad.append((event, outcome))
+        records += [self._deadletter(event, reason) for event, reason in bad]
         # The loop body must not return before Kafka has every record: returning
         # acknowledges the source offsets.
-        await asyncio.gather(*pending)
+        await self._produce(records)
+        self.progress.progressed(time.monotonic())
         for post in classified:
             self.metrics.count_mentions(post)
         self.metrics.posts.labels("classified").inc(len(events) - len(bad))
@@ -137,32 +295,91 @@ class ClassifyService:
             self.metrics.posts.labels("deadletter").inc(len(bad))
             self.metrics.deadletters.labels(SERVICE).inc(len(bad))
 
-    async def _classify(self, posts: list[Post]):
-        """Classify a batch; if the batch fails, find the post(s) that make it fail."""
+    async def _produce(self, records: list[tuple[str, bytes | None, bytes]]) -> None:
+        """Send every record and wait until Kafka has it; send again what failed,
+        with backoff. Raises ProduceFailed after the last try."""
+        c = self.settings.classify
+        for attempt in range(c.produce_attempts):
+            if attempt:
+                await asyncio.sleep(backoff(c.produce_backoff, attempt))
+            records, errors = await self._send(records)
+            if not records:
+                return
+            log.warning("Kafka did not take records; sending them again",
+                        extra={"records": len(records), "attempt": attempt + 1, "errors": sorted(errors)})
+        raise ProduceFailed(f"{len(records)} records not produced after {c.produce_attempts} tries")
+
+    async def _send(self, records: list) -> tuple[list, set[str]]:
+        """The records Kafka did not acknowledge, and the error types."""
+        sent, failed, errors = [], [], set()
+        for record in records:
+            try:
+                sent.append((record, await self.app.producer.send(*record, None, None, None)))
+            except Exception as e:
+                failed.append(record)
+                errors.add(type(e).__name__)
+        outcomes = await asyncio.gather(*(delivery for _, delivery in sent), return_exceptions=True)
+        for (record, _), outcome in zip(sent, outcomes):
+            if isinstance(outcome, BaseException):
+                failed.append(record)
+                errors.add(type(outcome).__name__)
+        return failed, errors
+
+    async def _classify(self, posts: list[Post]) -> list[ClassifiedPost | str]:
+        """Each post classified, or why not. The batch runs within its budget; if it
+        overruns or fails, post by post, each within its own budget."""
+        c = self.settings.classify
         start = time.perf_counter()
-        try:
-            result = await asyncio.to_thread(self.classifier.classify_posts, posts)
+        result = await self._attempt(posts, c.batch_budget)
+        if not isinstance(result, str):
             self.metrics.batch.observe(len(posts))
             self.metrics.inference.observe(time.perf_counter() - start)
-            return result, []
-        except Exception:
-            log.exception("batch failed; classifying its posts one by one", extra={"posts": len(posts)})
-        ok, failed = [], []
-        for i, post in enumerate(posts):
-            try:
-                ok.extend(await asyncio.to_thread(self.classifier.classify_posts, [post]))
-            except Exception as e:
-                failed.append((i, f"classification failed: {type(e).__name__}: {e}"[:500]))
-        return ok, failed
+            return result
+        log.warning("batch not classified; classifying its posts one by one",
+                    extra={"posts": len(posts), "reason": result})
+        outcomes: list[ClassifiedPost | str] = []
+        for post in posts:
+            one = await self._attempt([post], c.post_budget)
+            outcomes.append(one if isinstance(one, str) else one[0])
+            self.progress.progressed(time.monotonic())
+        return outcomes
 
-    async def _deadletter(self, event, reason: str):
+    async def _attempt(self, posts: list[Post], budget: timedelta) -> list[ClassifiedPost] | str:
+        """The classified posts, or why there are none."""
+        gave_up = threading.Event()
+        future = in_thread(lambda: self.classifier.classify_posts(posts, abandoned=gave_up))
+        try:
+            done, _ = await asyncio.wait({future}, timeout=budget.total_seconds())
+        finally:
+            if not future.done():
+                gave_up.set()
+                self._overran(future)
+        if not done:
+            self.metrics.overruns.inc()
+            return budget_reason(budget)
+        try:
+            return future.result()
+        except Exception as e:
+            return failure_reason(e)
+
+    def _overran(self, future: asyncio.Future) -> None:
+        """Count the thread as running on until it ends on its own."""
+        self.metrics.overrunning.inc()
+
+        def ended(f: asyncio.Future) -> None:
+            self.metrics.overrunning.dec()
+            if not f.cancelled():
+                f.exception()  # retrieved: nobody waits for it any more
+
+        future.add_done_callback(ended)
+
+    def _deadletter(self, event, reason: str) -> tuple[str, bytes | None, bytes]:
         msg = event.message
         record = DeadLetter.for_record(service=SERVICE, topic=msg.topic, partition=msg.partition,
                                        offset=msg.offset, key=msg.key, value=msg.value, reason=reason)
         log.warning("dead-lettered record", extra={"topic": msg.topic, "partition": msg.partition,
                                                    "offset": msg.offset, "reason": reason})
-        return await self.app.producer.send(self.settings.kafka.topics.deadletter, msg.key, record.to_bytes(),
-                                            None, None, None)
+        return self.settings.kafka.topics.deadletter, msg.key, record.to_bytes()
 
     # ------------------------------------------------------------------ http
     def http_app(self) -> FastAPI:
@@ -177,6 +394,12 @@ class ClassifyService:
             checks = {"model": "ok" if self.classifier is not None else "loading",
                       "kafka": "ok" if self.app is not None and self.app.started and not self.app.rebalancing
                       else "connecting"}
+            if self.app is not None:
+                c = self.settings.classify
+                checks["stream"] = stream_state(
+                    agent=self.agent, failed=self.failure is not None and self.failure.done(),
+                    lag=self.progress.lag, quiet_s=time.monotonic() - self.progress.since,
+                    stall_after_s=c.stall_after.total_seconds())
             for name, task in self.tasks.items():
                 if task.done():
                     checks[name] = "stopped"

@@ -75,8 +75,6 @@ class KafkaSettings(_Section):
                 "min_insync_replicas": self.min_insync_replicas}
 
 
-
-
 class RedisSettings(_Section):
     url: str = "redis://127.0.0.1:6379/0"
     key_prefix: str = "lyssna:"
@@ -120,6 +118,18 @@ class ClassifySettings(ServerSettings):
     threads: int | None = Field(None, ge=1)
     app_id: str = Field("lyssna-classify", pattern=r"^[A-Za-z0-9_.-]+$",
                         description="Kafka consumer group of the classify workers")
+    batch_budget: Duration = Field(timedelta(seconds=30),
+                                   description="a batch not classified within this is classified post by post")
+    post_budget: Duration = Field(timedelta(seconds=10),
+                                  description="a post not classified within this (post by post) goes to the dead "
+                                              "letter with the reason, and the stream goes on")
+    produce_attempts: int = Field(5, ge=1, description="tries to produce a batch's output before the worker "
+                                                        "crashes, to restart from the last committed offset")
+    produce_backoff: Duration = Field(timedelta(seconds=1),
+                                      description="wait after the first failed try; doubles after each")
+    stall_after: Duration = Field(timedelta(minutes=2),
+                                  description="/readyz reports the stream stalled when records wait and no "
+                                              "batch was handled for this long")
 
 
 class AlertsSettings(ApiServerSettings):
