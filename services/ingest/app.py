@@ -1,4 +1,5 @@
-"""The ingest HTTP API: ``POST /v1/posts`` plus health, readiness and metrics.
+"""The ingest HTTP API: ``POST /v1/posts`` plus health, readiness and metrics
+(``lyssna.common.health``); the process around it is ``service.IngestService``.
 
 Answers of ``POST /v1/posts``:
 
@@ -25,24 +26,20 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 import redis.asyncio as aioredis
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel
 from starlette.requests import ClientDisconnect
 
 from lyssna.common import problems
 from lyssna.common.auth import FASTAPI_NO_PUBLIC_DOCS, INGEST, READ, add_protected_openapi, key_ring
 from lyssna.common.config import Settings
-from lyssna.common.metrics import PrometheusResponse
+from lyssna.common.health import health_router
 from lyssna.common.problems import error_responses, problem
-from lyssna.common.redis_policy import refuse_evicting_redis
 from lyssna.common.http_guard import GUARD_ERRORS, guard
 
-from .connectors.base import CursorStore
 from .dedup import Dedup
 from .metrics import IngestMetrics
 from .parsing import BodyError, TooManyItems, media_kind, parse_body
@@ -112,11 +109,6 @@ _POSTS_RESPONSES[503]["description"] = "Kafka or Redis unreachable (`unavailable
                                        "or too many requests in flight; nothing accepted, retry after Retry-After"
 
 
-class _Readiness(BaseModel):
-    status: str
-    checks: dict[str, str]
-
-
 @dataclass
 class IngestState:
     settings: Settings
@@ -124,7 +116,6 @@ class IngestState:
     redis: aioredis.Redis
     producer: PostProducer
     pipeline: Pipeline
-    runner: object | None = None
 
 
 def build_state(settings: Settings, metrics: IngestMetrics | None = None,
@@ -153,36 +144,13 @@ def required_scope(method: str, path: str) -> str:
     return INGEST if path == "/v1/posts" else READ
 
 
-def create_app(settings: Settings, *, run_connectors: bool = False, metrics: IngestMetrics | None = None,
-               delivery_timeout_s: float = 10.0) -> FastAPI:
-    """The ingest app; with ``run_connectors`` it also runs the configured sources."""
-    state = build_state(settings, metrics, delivery_timeout_s)
+def create_app(state: IngestState) -> FastAPI:
+    """The ingest HTTP API over the service's state; :class:`~.service.IngestService`
+    owns the state's clients and the connectors, and serves this app."""
+    settings = state.settings
     keys = key_ring(settings.api_keys, settings.scoped_api_keys)
 
-    @asynccontextmanager
-    async def lifespan(app: FastAPI):
-        if not keys:
-            log.warning("no API keys configured (LYSSNA_API_KEY or LYSSNA_INGEST_API_KEYS): "
-                        "POST /v1/posts refuses every request")
-        await refuse_evicting_redis(state.redis, "ingest")
-        problem = await state.producer.check()
-        if problem:
-            log.warning("kafka not reachable at start-up; answering 503 until it is", extra={"error": problem})
-        if run_connectors and settings.sources:
-            from .runner import ConnectorRunner, build_connectors
-
-            state.runner = ConnectorRunner(build_connectors(settings), state.pipeline,
-                                           CursorStore(state.redis, settings.redis.key_prefix), state.metrics)
-            state.runner.start()
-        try:
-            yield
-        finally:
-            if state.runner is not None:
-                await state.runner.stop()
-            await state.producer.close()
-            await state.redis.aclose()
-
-    app = FastAPI(title="Lyssna ingest", version="1", lifespan=lifespan, **FASTAPI_NO_PUBLIC_DOCS,
+    app = FastAPI(title="Lyssna ingest", version="1", **FASTAPI_NO_PUBLIC_DOCS,
                   description=__doc__.split("\n\n", 1)[1] if __doc__ else None)
     app.state.ingest = state
 
@@ -219,33 +187,23 @@ def create_app(settings: Settings, *, run_connectors: bool = False, metrics: Ing
             counts[r.status] += 1
         return JSONResponse({**counts, "results": [r.to_dict() for r in results]})
 
-    @app.get("/healthz", summary="the process is alive")
-    async def healthz() -> dict:
-        return {"status": "ok"}
-
-    @app.get("/readyz", summary="Kafka and Redis are reachable", response_model=_Readiness,
-             responses={503: {"model": _Readiness, "description": "a dependency is down; `checks` says which"}})
-    async def readyz() -> Response:
-        # Short states only: /readyz is public, so why a dependency is down goes to the log.
-        checks = {"kafka": "ok", "redis": "ok"}
-        try:
-            await asyncio.wait_for(state.redis.ping(), 3)
-        except Exception as e:  # noqa: BLE001 - any failure means not ready
-            checks["redis"] = "down"
-            log.warning("not ready: redis down", extra={"error": type(e).__name__})
-        try:
-            problem = await asyncio.wait_for(state.producer.check(), 8)
-        except TimeoutError:
-            problem = "no answer within 8 s"
-        if problem:
-            checks["kafka"] = "down"
-            log.warning("not ready: kafka down", extra={"error": problem})
-        ready = all(v == "ok" for v in checks.values())
-        return JSONResponse({"status": "ready" if ready else "unavailable", "checks": checks},
-                            status_code=200 if ready else 503)
-
-    @app.get("/metrics", summary="Prometheus metrics", response_class=PrometheusResponse)
-    async def metrics_endpoint() -> PrometheusResponse:
-        return PrometheusResponse(state.metrics.render())
-
+    app.include_router(health_router(lambda: readiness_checks(state), state.metrics.render))
     return app
+
+
+async def readiness_checks(state: IngestState) -> dict[str, str]:
+    """Kafka and Redis reachable; why one is not goes to the log, not to /readyz."""
+    checks = {"kafka": "ok", "redis": "ok"}
+    try:
+        await asyncio.wait_for(state.redis.ping(), 3)
+    except Exception as e:  # noqa: BLE001 - any failure means not ready
+        checks["redis"] = "down"
+        log.warning("not ready: redis down", extra={"error": type(e).__name__})
+    try:
+        problem_ = await asyncio.wait_for(state.producer.check(), 8)
+    except TimeoutError:
+        problem_ = "no answer within 8 s"
+    if problem_:
+        checks["kafka"] = "down"
+        log.warning("not ready: kafka down", extra={"error": problem_})
+    return checks

@@ -43,14 +43,19 @@ async def atopic_ids(bootstrap_servers: str, topic: str) -> list[str]:
 
 @asynccontextmanager
 async def running_app(settings, **kwargs):
-    """The ingest app with its lifespan, and an httpx client talking to it in-process."""
-    from lyssna.ingest.app import create_app
+    """The ingest service started (without connectors unless ``run_connectors=True``),
+    and an httpx client talking to its app in-process."""
+    from lyssna.ingest.service import IngestService
 
-    app = create_app(settings, **kwargs)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
+    kwargs.setdefault("run_connectors", False)
+    service = IngestService(settings, serve_http=False, **kwargs)
+    await service.start()
+    try:
+        transport = httpx.ASGITransport(app=service.app)
         async with httpx.AsyncClient(transport=transport, base_url="http://ingest.test", timeout=60) as client:
-            yield app, client
+            yield service.app, client
+    finally:
+        await service.stop()
 
 
 # ------------------------------------------------------------------ HTTP sources

@@ -3,6 +3,7 @@ and Redis): schema-driven cases from its own OpenAPI document (schemathesis,
 valid and invalid), plus arbitrary bytes and arbitrary JSON bodies (hypothesis).
 Whatever comes in: no 5xx, and the service is still alive afterwards."""
 
+import asyncio
 import json
 import threading
 import time
@@ -10,12 +11,11 @@ import time
 import httpx
 import pytest
 import schemathesis
-import uvicorn
 from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
 from tests.integration.ingest_support import AUTH, free_port
 from schemathesis import GenerationMode
 
-from lyssna.ingest.app import create_app
+from lyssna.ingest.service import IngestService
 
 pytestmark = pytest.mark.integration
 FUZZ = hsettings(max_examples=120, deadline=None, derandomize=True, database=None,
@@ -28,19 +28,22 @@ def live_service(settings):
     small = settings.model_copy(update={"ingest": settings.ingest.model_copy(
         update={"max_body_bytes": 64 * 1024, "max_batch_items": 50})})
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(small), host="127.0.0.1", port=port,
-                                           log_level="warning", lifespan="on"))
-    thread = threading.Thread(target=server.run, daemon=True)
+    small = small.model_copy(update={"ingest": small.ingest.model_copy(update={"host": "127.0.0.1", "port": port})})
+    service = IngestService(small, run_connectors=False)
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
     thread.start()
+    asyncio.run_coroutine_threadsafe(service.start(), loop).result(30)
     deadline = time.monotonic() + 30
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
+    while not (service.server and service.server.started):
+        assert time.monotonic() < deadline, "the ingest API did not start"
         time.sleep(0.05)
     base = f"http://127.0.0.1:{port}"
     yield base
-    assert thread.is_alive(), "the service died during the fuzz run"
+    assert not service.tasks["http"].done(), "the service died during the fuzz run"
     assert httpx.get(f"{base}/healthz").status_code == 200
-    server.should_exit = True
+    asyncio.run_coroutine_threadsafe(service.stop(), loop).result(30)
+    loop.call_soon_threadsafe(loop.stop)
     thread.join(30)
 
 

@@ -19,10 +19,11 @@ from fastapi import APIRouter, FastAPI
 
 from lyssna.common import problems
 from lyssna.common.auth import ADMIN, FASTAPI_NO_PUBLIC_DOCS, READ, add_protected_openapi, key_ring
+from lyssna.common.health import health_router
 from lyssna.common.http_guard import GUARD_ERRORS, guard
 
 from .deps import ApiContext
-from .routes import alerts, deliveries, health, rules, silences, webhooks
+from .routes import alerts, deliveries, rules, silences, webhooks
 
 __all__ = ["ApiContext", "create_app", "required_scope"]
 
@@ -42,7 +43,11 @@ def create_app(ctx: ApiContext) -> FastAPI:
     problems.install(app)
     add_protected_openapi(app)
 
-    app.include_router(health.router)
+    async def metrics() -> bytes:
+        ctx.metrics.retry_queue_depth.set(await ctx.store.queue_depth())
+        return ctx.metrics.render()
+
+    app.include_router(health_router(ctx.readiness, metrics))
     # The guard answers these for every /v1 route, before the route runs.
     v1 = APIRouter(prefix="/v1", responses=problems.error_responses(*GUARD_ERRORS))
     for resource in (rules, alerts, deliveries, silences, webhooks):

@@ -41,15 +41,5 @@ def get_store(ctx: Annotated[ApiContext, Depends(get_context)]) -> AlertsStore:
     return ctx.store
 
 
-def get_metrics(ctx: Annotated[ApiContext, Depends(get_context)]) -> AlertsMetrics:
-    return ctx.metrics
-
-
-def get_readiness(ctx: Annotated[ApiContext, Depends(get_context)]) -> Readiness:
-    return ctx.readiness
-
-
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 StoreDep = Annotated[AlertsStore, Depends(get_store)]
-MetricsDep = Annotated[AlertsMetrics, Depends(get_metrics)]
-ReadinessDep = Annotated[Readiness, Depends(get_readiness)]
