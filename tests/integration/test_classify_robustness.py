@@ -103,8 +103,8 @@ async def test_refused_output_is_sent_again_and_no_post_is_lost(infra, settings,
         batch = posts(24, "r")
         await send(infra, cfg.kafka.topics.posts_raw, batch)
         await all_committed(infra, cfg, len(batch))
-        assert refusing.left == 0, "the injected failures were not all hit"
         assert {p.id for p in batch} <= await classified_ids(infra, cfg.kafka.topics.posts_classified)
+        assert refusing.left == 0, "the injected failures were not all hit"
         assert not service.tasks["stream"].done()  # a passing refusal is retried, not a crash
     finally:
         await service.stop()
