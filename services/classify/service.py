@@ -31,13 +31,12 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from fastapi import FastAPI, Response
-from fastapi.responses import JSONResponse
-from prometheus_client import CONTENT_TYPE_LATEST
+from fastapi import FastAPI
 from pydantic import ValidationError
 
 from lyssna.common.config import Settings
 from lyssna.common.contracts import ClassifiedPost, DeadLetter, Post
+from lyssna.common.health import health_router
 from lyssna.common.kafka_admin import ensure_topics
 from lyssna.common.logs import setup_logging
 from lyssna.common.runtime import EmbeddedServer, first_crash, run_until_signal, watch_lag
@@ -384,33 +383,22 @@ class ClassifyService:
     # ------------------------------------------------------------------ http
     def http_app(self) -> FastAPI:
         api = FastAPI(title="Lyssna classify", docs_url=None, redoc_url=None, openapi_url=None)
-
-        @api.get("/healthz")
-        async def healthz() -> dict:
-            return {"status": "ok"}
-
-        @api.get("/readyz")
-        async def readyz() -> Response:
-            checks = {"model": "ok" if self.classifier is not None else "loading",
-                      "kafka": "ok" if self.app is not None and self.app.started and not self.app.rebalancing
-                      else "connecting"}
-            if self.app is not None:
-                c = self.settings.classify
-                checks["stream"] = stream_state(
-                    agent=self.agent, failed=self.failure is not None and self.failure.done(),
-                    lag=self.progress.lag, quiet_s=time.monotonic() - self.progress.since,
-                    stall_after_s=c.stall_after.total_seconds())
-            for name, task in self.tasks.items():
-                if task.done():
-                    checks[name] = "stopped"
-            ready = all(v == "ok" for v in checks.values())
-            return JSONResponse({"ready": ready, "checks": checks}, status_code=200 if ready else 503)
-
-        @api.get("/metrics")
-        async def metrics() -> Response:
-            return Response(self.metrics.render(), media_type=CONTENT_TYPE_LATEST)
-
+        api.include_router(health_router(self.readiness_checks, self.metrics.render))
         return api
+
+    async def readiness_checks(self) -> dict[str, str]:
+        checks = {"model": "ok" if self.classifier is not None else "loading",
+                  "kafka": "ok" if self.app is not None and self.app.started and not self.app.rebalancing
+                  else "connecting"}
+        if self.app is not None:
+            checks["stream"] = stream_state(
+                agent=self.agent, failed=self.failure is not None and self.failure.done(),
+                lag=self.progress.lag, quiet_s=time.monotonic() - self.progress.since,
+                stall_after_s=self.settings.classify.stall_after.total_seconds())
+        for name, task in self.tasks.items():
+            if task.done():
+                checks[name] = "stopped"
+        return checks
 
 
 def run(settings: Settings) -> None:
