@@ -27,14 +27,14 @@ from __future__ import annotations
 
 import functools
 import re
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Iterable
 
 import re2
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from lyssna.common.contracts import AlertEvent
+from lyssna.common.contracts import AlertEvent, as_utc
 
 REGEX_SUFFIX = "=~"
 LABELS = ("rule", "org", "topic", "sentiment", "lang", "state", "alert_id")
@@ -130,10 +130,6 @@ def matcher_problems(matchers: dict[str, str]) -> list[str]:
     return problems
 
 
-def _utc(dt: datetime) -> datetime:
-    return dt.replace(tzinfo=timezone.utc) if dt.tzinfo is None else dt.astimezone(timezone.utc)
-
-
 def event_labels(event: AlertEvent) -> dict[str, str]:
     return {"rule": event.rule, "org": event.org,
             "topic": event.topic.value if event.topic else "",
@@ -169,7 +165,7 @@ class Silence(BaseModel):
     @field_validator("starts_at", "ends_at")
     @classmethod
     def _as_utc(cls, v: datetime) -> datetime:
-        return _utc(v)
+        return as_utc(v)
 
     @model_validator(mode="after")
     def _ends_after_start(self):
@@ -178,7 +174,7 @@ class Silence(BaseModel):
         return self
 
     def is_active(self, now: datetime) -> bool:
-        return self.starts_at <= _utc(now) < self.ends_at
+        return self.starts_at <= as_utc(now) < self.ends_at
 
     def matches(self, event: AlertEvent) -> bool:
         labels = event_labels(event)

@@ -31,6 +31,13 @@ class Result:
     sentiment: str
     sentiment_scores: dict[str, float]
 
+    def classified(self, post: Post, model: ModelInfo) -> ClassifiedPost:
+        """``post`` with what was found, as the contract's message (field by field:
+        a field added here must be added to ClassifiedPost too, and the reverse)."""
+        return ClassifiedPost(**post.model_dump(exclude={"schema_"}), lang=self.lang, orgs=self.orgs,
+                              topics=self.topics, topic_scores=self.topic_scores, sentiment=self.sentiment,
+                              sentiment_scores=self.sentiment_scores, model=model)
+
 
 class Classifier:
     def __init__(self, encoder: Encoder, heads: Heads, matcher: MentionMatcher, batch_size: int = 64):
@@ -81,8 +88,7 @@ class Classifier:
     def classify_posts(self, posts: Sequence[Post], *,
                        abandoned: threading.Event | None = None) -> list[ClassifiedPost]:
         results = self.classify_texts([p.text for p in posts], [p.lang_hint for p in posts], abandoned=abandoned)
-        return [ClassifiedPost(**post.model_dump(exclude={"schema_"}), **r.__dict__, model=self.model_info)
-                for post, r in zip(posts, results)]
+        return [r.classified(post, self.model_info) for post, r in zip(posts, results)]
 
 
 def matcher_from_settings(settings: Settings) -> MentionMatcher:
