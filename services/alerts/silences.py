@@ -137,15 +137,20 @@ def event_labels(event: AlertEvent) -> dict[str, str]:
             "lang": event.lang or "", "state": event.state.value, "alert_id": event.alert_id}
 
 
-class Silence(BaseModel):
+class SilenceNote(BaseModel):
+    """Who set a silence and why: the same limits on the way in (the API) and stored."""
+
+    created_by: str = Field(min_length=1, max_length=256)
+    comment: str = Field("", max_length=2000)
+
+
+class Silence(SilenceNote):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     id: str = Field(min_length=1, max_length=128)
     matchers: dict[str, str] = Field(min_length=1)
     starts_at: datetime
     ends_at: datetime
-    created_by: str = Field(min_length=1, max_length=256)
-    comment: str = Field("", max_length=2000)
 
     @field_validator("matchers")
     @classmethod

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query, Response
@@ -13,14 +12,14 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from lyssna.common.contracts import utcnow
 from lyssna.common.problems import error_responses
 
-from ...silences import LABELS, MAX_VALUE_CHARS, REGEX_SUFFIX, Silence, matcher_problems
+from ...silences import LABELS, MAX_VALUE_CHARS, REGEX_SUFFIX, Silence, SilenceNote, matcher_problems
 from ..deps import StoreDep
 from ..params import DateTime, QueryBool
 
 router = APIRouter(prefix="/silences", tags=["silences"])
 
 
-class SilenceIn(BaseModel):
+class SilenceIn(SilenceNote):
     model_config = ConfigDict(extra="forbid")
     # At most an exact and a pattern matcher per label.
     matchers: dict[str, Annotated[str, Field(max_length=MAX_VALUE_CHARS)]] = Field(
@@ -29,8 +28,6 @@ class SilenceIn(BaseModel):
         json_schema_extra={"propertyNames": {"enum": [*LABELS, *(f"{label}{REGEX_SUFFIX}" for label in LABELS)]}})
     starts_at: DateTime | None = Field(None, description="default: now")
     ends_at: DateTime
-    created_by: str = Field(min_length=1, max_length=256)
-    comment: str = Field("", max_length=2000)
 
     @field_validator("matchers")
     @classmethod
