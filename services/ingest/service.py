@@ -75,3 +75,9 @@ def run(settings: Settings) -> None:
     setup_logging("ingest")
     service = IngestService(settings)
     asyncio.run(run_until_signal(service.start, service.wait, service.stop))
+
+
+if __name__ == "__main__":
+    from lyssna.common.config import load_settings
+
+    run(load_settings())
