@@ -1,6 +1,6 @@
 """Ingest throughput: posts/s through ``POST /v1/posts`` into the real broker.
 
-Starts the ingest service as its own process (uvicorn, as `lyssna serve ingest`
+Starts the ingest service as its own process (`lyssna serve ingest`, as compose
 runs it) against the local Kafka and Redis, sends NDJSON batches of 500 fresh
 posts from a few concurrent clients, and reports the median over several runs.
 Every post must come back ``accepted`` (acknowledged by Kafka) for a run to
@@ -123,7 +123,7 @@ def run(settings_or_args: Any = None) -> dict:
            "LYSSNA_TOPIC_DEADLETTER": f"bench.{bench_id}.deadletter",
            "LYSSNA_INGEST_PORT": str(port), "LYSSNA_API_KEY": key, "LYSSNA_LOG_LEVEL": "WARNING"}
     env.pop("LYSSNA_CONFIG", None)  # no connectors: only the push API is measured
-    proc = subprocess.Popen([sys.executable, "-m", "lyssna.ingest.service"], env=env, cwd=ROOT,
+    proc = subprocess.Popen([sys.executable, "-m", "lyssna.cli", "serve", "ingest"], env=env, cwd=ROOT,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE if opts.quiet else None)
     base = f"http://127.0.0.1:{port}"
     try:
