@@ -23,6 +23,9 @@ from .metrics import PrometheusResponse
 
 Checks = Callable[[], Awaitable[dict[str, str]]]
 
+#: The paths every service answers without a key (the HTTP guard lets them through).
+PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
+
 
 class Readiness(BaseModel):
     status: Literal["ready", "not ready"]

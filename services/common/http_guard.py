@@ -30,6 +30,7 @@ from typing import Any, Awaitable, MutableMapping
 
 from .auth import KeyRing
 from .config import ApiServerSettings
+from .health import PUBLIC_PATHS
 from .problems import PROBLEM_JSON, problem_body
 
 log = logging.getLogger(__name__)
@@ -40,7 +41,6 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
-PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 # What the guard may answer on any other path, for the OpenAPI documents
 GUARD_ERRORS = (400, 401, 403, 413, 503)
 RETRY_AFTER_S = 1

@@ -27,10 +27,10 @@ _BREAKS = re.compile(r"\n{3,}")
 _TAG = re.compile(r"<(/?)([A-Za-z][A-Za-z0-9:-]*)[^<>]*>")
 
 
-def _skip_to(fragment: str, lower: str, needle: str, start: int) -> int:
-    """Index just past the '>' that closes the first ``needle`` at or after ``start``
-    (the fragment's end when there is none)."""
-    k = lower.find(needle, start)
+def _skip_to(fragment: str, haystack: str, needle: str, start: int) -> int:
+    """Index just past the '>' that closes the first ``needle`` in ``haystack`` (the
+    fragment, or its lower-case copy) at or after ``start`` (the end when there is none)."""
+    k = haystack.find(needle, start)
     if k < 0:
         return len(fragment)
     end = fragment.find(">", k + len(needle) - 1)
@@ -39,7 +39,7 @@ def _skip_to(fragment: str, lower: str, needle: str, start: int) -> int:
 
 def _pieces(fragment: str) -> list[str]:
     parts: list[str] = []
-    lower = fragment.lower()
+    lower = ""  # made on first need: only a <script>, <style> or <template> is searched case-blind
     i, n = 0, len(fragment)
     while i < n:
         j = fragment.find("<", i)
@@ -55,7 +55,7 @@ def _pieces(fragment: str) -> list[str]:
         m = _TAG.match(fragment, j)
         if m is None:
             if fragment.startswith(("<!", "<?"), j):  # doctype, CDATA marker, processing instruction
-                i = _skip_to(fragment, lower, ">", j)
+                i = _skip_to(fragment, fragment, ">", j)
             else:
                 parts.append("<")  # a lone '<' is text ("a < b")
                 i = j + 1
@@ -63,6 +63,7 @@ def _pieces(fragment: str) -> list[str]:
         closing, tag = m.group(1), m.group(2).lower()
         i = m.end()
         if tag in _SKIP and not closing and not m.group(0).endswith("/>"):
+            lower = lower or fragment.lower()
             i = _skip_to(fragment, lower, f"</{tag}", i)
         elif tag == "br":
             parts.append("\n")

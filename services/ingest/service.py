@@ -58,7 +58,10 @@ class IngestService:
 
     async def wait(self) -> None:
         # Connectors retry their own failures; the API server ending is a crash.
-        await first_crash(self.tasks, log) if self.tasks else await asyncio.Event().wait()
+        if self.tasks:
+            await first_crash(self.tasks, log)
+        else:  # no HTTP server (tests drive the app in-process): runs until stopped
+            await asyncio.Event().wait()
 
     async def stop(self) -> None:
         if self.server is not None:

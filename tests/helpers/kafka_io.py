@@ -171,22 +171,12 @@ def delete_kafka_leftovers(bootstrap_servers: str, marker: str) -> None:
     """Delete the topics (Faust changelogs included) and consumer groups whose
     name holds ``marker``: a test's unique id. Best effort: a broker that is
     gone (a fault-injection test) has nothing left to clean."""
-    from kafka.admin import KafkaAdminClient
     from kafka.errors import KafkaError
 
+    from lyssna.local.cleanup import drop_kafka
+
     try:
-        admin = KafkaAdminClient(bootstrap_servers=bootstrap_servers, client_id="lyssna-test-cleanup",
-                                 request_timeout_ms=10_000)
-    except KafkaError:
-        return
-    try:
-        groups = [g["group_id"] for g in admin.list_groups() if marker in g["group_id"]]
-        if groups:
-            admin.delete_groups(groups)
-        topics = [t for t in admin.list_topics() if marker in t]
-        if topics:
-            admin.delete_topics(topics, raise_errors=False)
+        drop_kafka(bootstrap_servers, lambda name: marker in name, groups=True,
+                   client_id="lyssna-test-cleanup", raise_errors=False, timeout_ms=10_000)
     except KafkaError:
         pass
-    finally:
-        admin.close()
