@@ -158,6 +158,14 @@ class AlertsSettings(ApiServerSettings):
     public_url: str | None = Field(None, description="the alerts API's address as receivers reach it, for links in alerts")
 
 
+class PrivacySettings(_Section):
+    """What Lyssna keeps about the people who write the posts (PRIVACY.md)."""
+    authors: Literal["pseudonymous", "keep"] = Field(
+        "pseudonymous", description="pseudonymous: ingest replaces each author handle by a keyed hash "
+                                    "(HMAC-SHA256 with the key in LYSSNA_AUTHOR_KEY), so the handle never "
+                                    "reaches Kafka or Redis; keep: handles are stored as the source gives them")
+
+
 # ---------------------------------------------------------------- what to watch
 
 class OrganizationConfig(_Section):
@@ -271,6 +279,7 @@ class Settings(_Section):
     ingest: IngestSettings = IngestSettings()
     classify: ClassifySettings = ClassifySettings()
     alerts: AlertsSettings = AlertsSettings()
+    privacy: PrivacySettings = PrivacySettings()
     organizations: list[OrganizationConfig] = Field(default_factory=list)
     sources: list[SourceConfig] = Field(default_factory=list)
     rules: list[RuleConfig] = Field(default_factory=list)
