@@ -18,9 +18,9 @@ check() { # description, command...
 PY=python3
 [[ -x .venv/bin/python ]] && PY=.venv/bin/python
 
-# Compose needs the two required secrets to interpolate; use dummies from a temp copy of .env.example.
+# Compose needs the required secrets to interpolate; use dummies from a temp copy of .env.example.
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
-sed -e 's/^LYSSNA_API_KEY=$/LYSSNA_API_KEY=validate/' -e 's/^GRAFANA_ADMIN_PASSWORD=$/GRAFANA_ADMIN_PASSWORD=validate/' \
+sed -e 's/^LYSSNA_API_KEY=$/LYSSNA_API_KEY=validate/' -e 's/^LYSSNA_AUTHOR_KEY=$/LYSSNA_AUTHOR_KEY=validate/' -e 's/^GRAFANA_ADMIN_PASSWORD=$/GRAFANA_ADMIN_PASSWORD=validate/' \
   .env.example >"$tmp/validate.env"
 if command -v docker-compose >/dev/null; then
   compose=(docker-compose)
@@ -31,7 +31,7 @@ else
 fi
 if [[ ${#compose[@]} -gt 0 ]]; then
   check "docker-compose.yml (${compose[*]} config)" \
-    env -u LYSSNA_API_KEY -u GRAFANA_ADMIN_PASSWORD "${compose[@]}" --env-file "$tmp/validate.env" -f docker-compose.yml config -q
+    env -u LYSSNA_API_KEY -u LYSSNA_AUTHOR_KEY -u GRAFANA_ADMIN_PASSWORD "${compose[@]}" --env-file "$tmp/validate.env" -f docker-compose.yml config -q
 else
   skip "docker-compose.yml: no docker-compose here (scripts/system-deps.sh installs it)"
 fi

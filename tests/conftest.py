@@ -31,6 +31,9 @@ from tests.helpers.kafka_io import delete_kafka_leftovers  # noqa: E402
 os.environ.setdefault(loopback_only.ENV_LOG, os.path.join(tempfile.mkdtemp(prefix="lyssna-netguard-"), "refused.log"))
 os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(_NETGUARD), os.environ.get("PYTHONPATH")) if p)
 loopback_only.install()
+# Ingest pseudonymizes authors by default and refuses to start without a key
+# (lyssna.common.pseudonyms); every test and the services it starts share this one.
+os.environ.setdefault("LYSSNA_AUTHOR_KEY", "test:lyssna-tests-only-author-key-0123456789")
 
 
 @pytest.fixture(autouse=True)

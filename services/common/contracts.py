@@ -91,6 +91,9 @@ class Post(_Message):
     source: str = Field(min_length=1, max_length=64)
     url: str | None = Field(None, max_length=2048)
     author: str | None = Field(None, max_length=512)
+    # Set when ``author`` is a pseudonym (lyssna.common.pseudonyms): the id of the key
+    # that made it, so erasure finds it after a key rotation. None: as the source gave it.
+    author_key_id: str | None = Field(None, max_length=32)
     text: str = Field(min_length=1, max_length=MAX_TEXT_CHARS)
     created_at: datetime | None = None
     fetched_at: datetime = Field(default_factory=utcnow)
@@ -159,6 +162,9 @@ class AlertEvent(_Message):
     window_start: datetime
     window_end: datetime
     count: int
+    # Distinct authors among the counted posts (up to counts.MAX_AUTHORS_PER_CELL);
+    # None where not known (events written before authors were counted).
+    authors: int | None = None
     threshold: float | None = None
     baseline: float | None = None
     value: float | None = None

@@ -26,7 +26,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from dataclasses import dataclass
+from typing import Mapping
 
 import redis.asyncio as aioredis
 from fastapi import FastAPI, Request
@@ -35,10 +37,11 @@ from starlette.requests import ClientDisconnect
 
 from lyssna.common import problems
 from lyssna.common.auth import FASTAPI_NO_PUBLIC_DOCS, INGEST, READ, add_protected_openapi, key_ring
-from lyssna.common.config import Settings
+from lyssna.common.config import ConfigError, Settings
 from lyssna.common.health import health_router
 from lyssna.common.problems import error_responses, problem
 from lyssna.common.http_guard import GUARD_ERRORS, guard
+from lyssna.common.pseudonyms import AuthorKeyError, author_pseudonymizer
 
 from .dedup import Dedup
 from .metrics import IngestMetrics
@@ -119,7 +122,13 @@ class IngestState:
 
 
 def build_state(settings: Settings, metrics: IngestMetrics | None = None,
-                delivery_timeout_s: float = 10.0) -> IngestState:
+                delivery_timeout_s: float = 10.0, env: Mapping[str, str] | None = None) -> IngestState:
+    """Raises :class:`ConfigError` before opening anything when pseudonymous authors
+    (the default) have no key in ``env`` (default: the process environment)."""
+    try:
+        authors = author_pseudonymizer(settings.privacy.authors, os.environ if env is None else env)
+    except AuthorKeyError as e:
+        raise ConfigError(f"ingest cannot start: {e}") from None
     metrics = metrics or IngestMetrics()
     client = aioredis.Redis.from_url(settings.redis.url, socket_timeout=5, socket_connect_timeout=2)
     topics = settings.kafka.topics
@@ -130,7 +139,8 @@ def build_state(settings: Settings, metrics: IngestMetrics | None = None,
                   reservation_ttl_s=int(delivery_timeout_s * 3 + 30))
     pipeline = Pipeline(dedup=dedup, producer=producer, metrics=metrics, topic=topics.posts_raw,
                         deadletter_topic=topics.deadletter, max_text_chars=settings.ingest.max_text_chars,
-                        time_bounds=TimeBounds(settings.ingest.max_clock_skew, settings.ingest.max_post_age))
+                        time_bounds=TimeBounds(settings.ingest.max_clock_skew, settings.ingest.max_post_age),
+                        authors=authors)
     return IngestState(settings, metrics, client, producer, pipeline)
 
 

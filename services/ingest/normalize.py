@@ -19,10 +19,11 @@ from typing import Any
 from pydantic import ValidationError
 
 from lyssna.common.contracts import MAX_TEXT_CHARS, Post, content_post_id
+from lyssna.common.pseudonyms import Pseudonymizer, is_pseudonym
 
 #: Fields a pushed post may carry. ``schema`` and ``fetched_at`` are accepted so
 #: that a dump of Post records replays unchanged, but ingest sets them itself.
-KNOWN_FIELDS = frozenset({"id", "source", "url", "author", "text", "created_at", "lang",
+KNOWN_FIELDS = frozenset({"id", "source", "url", "author", "author_key_id", "text", "created_at", "lang",
                           "lang_hint", "metadata", "schema", "fetched_at"})
 
 _SOURCE = re.compile(r"^[a-z0-9][a-z0-9_.:-]{0,63}$")
@@ -189,10 +190,13 @@ def _metadata(item: dict) -> dict:
 
 
 def normalize(item: Any, *, default_source: str, max_text_chars: int = MAX_TEXT_CHARS,
-              now: datetime | None = None, id_namespace: str | None = None) -> Normalized | Rejection:
+              now: datetime | None = None, id_namespace: str | None = None,
+              authors: Pseudonymizer | None = None) -> Normalized | Rejection:
     """Validate one raw item and build the Post that goes on the topic.
 
-    Without an ``id`` the post gets ``content_post_id(source, author, text)``, so
+    With ``authors`` the author handle is replaced by its pseudonym before
+    anything is derived from it. Without an ``id`` the post gets
+    ``content_post_id(source, author, text)``, so
     the same content sent twice is recognised as a duplicate. With
     ``id_namespace`` (untrusted clients: the push API) an ``id`` the item
     carries becomes ``client_id_prefix(id_namespace, source) + id``; without it
@@ -204,18 +208,66 @@ def normalize(item: Any, *, default_source: str, max_text_chars: int = MAX_TEXT_
         text = _text(item, min(max_text_chars, MAX_TEXT_CHARS))
         source = _source(item, default_source)
         author = _opt_str(item, "author", _MAX_AUTHOR)
+        metadata = _metadata(item)
+        key_id = None
+        if authors is not None:
+            # Before the content id: a plain hash of (author, text) would let anyone
+            # holding the text test guessed handles against the id.
+            author, metadata, key_id = pseudonymous_fields(author, metadata, authors,
+                                                           authors.known_key(item.get("author_key_id")))
         prefix = client_id_prefix(id_namespace, source) if id_namespace is not None else ""
         post_id = _id(item, prefix) or content_post_id(source, author, text)
         fields: dict[str, Any] = {
-            "id": post_id, "source": source, "text": text, "author": author, "url": _url(item),
-            "created_at": parse_timestamp(item.get("created_at")), "lang_hint": _lang(item),
-            "metadata": _metadata(item),
+            "id": post_id, "source": source, "text": text, "author": author, "author_key_id": key_id,
+            "url": _url(item), "created_at": parse_timestamp(item.get("created_at")), "lang_hint": _lang(item),
+            "metadata": metadata,
         }
     except _Invalid as e:
         return Rejection(str(e))
     if now is not None:
         fields["fetched_at"] = now
     return finish(Post, fields, ignored=_ignored(item))
+
+
+#: Metadata that connectors fill with another person's handle (a boost's booster).
+AUTHOR_METADATA_KEYS = ("boosted_by",)
+
+
+def pseudonymous_fields(author: str | None, metadata: dict[str, Any], authors: Pseudonymizer,
+                        given_key_id: str | None = None) -> tuple[str | None, dict[str, Any], str | None]:
+    """``(author, metadata, author_key_id)`` with every handle replaced by its pseudonym;
+    the key id is None when there was no handle. A value that is a pseudonym already
+    (a replayed dump) is kept, with the key id it came with when that key is known."""
+    def sign(v: str) -> str:
+        return v if is_pseudonym(v) else authors(v)
+
+    key_id = None
+    if author is not None and author.strip():
+        key_id = (given_key_id or authors.key_id) if is_pseudonym(author) else authors.key_id
+        author = sign(author)
+    else:
+        author = None
+    if any(isinstance(metadata.get(k), str) for k in AUTHOR_METADATA_KEYS):
+        metadata = {k: sign(v) if k in AUTHOR_METADATA_KEYS and isinstance(v, str) else v
+                    for k, v in metadata.items()}
+        key_id = key_id or authors.key_id
+    return author, metadata, key_id
+
+
+def pseudonymous(n: Normalized, authors: Pseudonymizer | None) -> Normalized | Rejection:
+    """A connector's post with its handles replaced (push items were already, in
+    :func:`normalize`); a post that carries a key id is not signed twice."""
+    post = n.post
+    if authors is None or post.author_key_id is not None:
+        return n
+    if post.author is None and not any(k in post.metadata for k in AUTHOR_METADATA_KEYS):
+        return n
+    author, metadata, key_id = pseudonymous_fields(post.author, post.metadata, authors)
+    post = post.model_copy(update={"author": author, "metadata": metadata, "author_key_id": key_id})
+    try:
+        return _sized(Normalized(post, post.to_bytes(), n.ignored_fields))
+    except ValueError as e:
+        return Rejection(f"post {post.id}: cannot be encoded: {e}")
 
 
 def _ignored(item: dict) -> tuple[str, ...]:

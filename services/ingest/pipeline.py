@@ -18,10 +18,11 @@ from typing import Any, Sequence
 from redis.exceptions import RedisError
 
 from lyssna.common.contracts import MAX_TEXT_CHARS, DeadLetter
+from lyssna.common.pseudonyms import Pseudonymizer
 
 from .dedup import Claim, Dedup
 from .metrics import IngestMetrics
-from .normalize import Normalized, Rejection, TimeBounds, bounded_time, normalize
+from .normalize import Normalized, Rejection, TimeBounds, bounded_time, normalize, pseudonymous
 from .producer import KafkaUnavailable, PostProducer
 
 log = logging.getLogger(__name__)
@@ -80,7 +81,8 @@ def id_namespace(channel: str, client: str | None = None) -> str:
 class Pipeline:
     def __init__(self, *, dedup: Dedup, producer: PostProducer, metrics: IngestMetrics,
                  topic: str, deadletter_topic: str | None = None,
-                 max_text_chars: int = MAX_TEXT_CHARS, time_bounds: TimeBounds = TimeBounds()):
+                 max_text_chars: int = MAX_TEXT_CHARS, time_bounds: TimeBounds = TimeBounds(),
+                 authors: Pseudonymizer | None = None):
         self.dedup = dedup
         self.producer = producer
         self.metrics = metrics
@@ -88,8 +90,14 @@ class Pipeline:
         self.deadletter_topic = deadletter_topic
         self.max_text_chars = max_text_chars
         self.time_bounds = time_bounds
+        # privacy.authors: pseudonymous. Every post passes here (push API and
+        # connectors), so no handle reaches the topic, dedup or a dead letter.
+        self.authors = authors
 
-    def _in_bounds(self, item: Normalized | Rejection, channel: str) -> Normalized | Rejection:
+    def _prepared(self, item: Normalized | Rejection, channel: str) -> Normalized | Rejection:
+        if isinstance(item, Rejection):
+            return item
+        item = pseudonymous(item, self.authors)
         if isinstance(item, Rejection):
             return item
         item, why = bounded_time(item, self.time_bounds)
@@ -106,14 +114,16 @@ class Pipeline:
         """
         namespace = id_namespace(channel, client)
         return await self.ingest([normalize(item, default_source=channel, max_text_chars=self.max_text_chars,
-                                            id_namespace=namespace) for item in raw], channel=channel)
+                                            id_namespace=namespace, authors=self.authors) for item in raw],
+                                 channel=channel)
 
     async def ingest(self, items: Sequence[Normalized | Rejection], *, channel: str) -> list[ItemResult]:
         """Ingest prepared items (a connector's batch, or normalized pushed items)
         that arrived through ``channel``; a Rejection is answered as rejected.
-        Every post's ``created_at`` is held to ``time_bounds``."""
+        Every post's ``created_at`` is held to ``time_bounds``, and its author made a
+        pseudonym when ``authors`` is set."""
         self.metrics.received.labels(channel).inc(len(items))
-        prepared = [self._in_bounds(item, channel) for item in items]
+        prepared = [self._prepared(item, channel) for item in items]
         results: list[ItemResult] = []
         candidates: list[tuple[int, Normalized]] = []
         for i, p in enumerate(prepared):
@@ -197,8 +207,10 @@ class Pipeline:
             return
         records = []
         for r in rejections:
-            dl = DeadLetter.for_record(service="ingest", topic=origin, reason=r.reason,
-                                       value=(r.payload or "").encode("utf-8", "replace"))
+            # A source's raw record may name people anywhere in it (accounts, mentions,
+            # boosts), so with pseudonymous authors only the reason is kept.
+            payload = None if self.authors is not None else (r.payload or "").encode("utf-8", "replace")
+            dl = DeadLetter.for_record(service="ingest", topic=origin, reason=r.reason, value=payload)
             records.append((origin.encode(), dl.to_bytes()))
         errors = await self.producer.send_batch(self.deadletter_topic, records)
         failed = [e for e in errors if e is not None]

@@ -319,9 +319,10 @@ def _rel(p: Path) -> str:
 
 
 def default_env(config: Path, echo: Callable[[str], None]) -> dict[str, str]:
-    """LYSSNA_API_KEY, and each webhook's secret, from the environment or generated once
+    """LYSSNA_API_KEY, the author pseudonym key and each webhook's secret, from the environment or generated once
     into .local/ (so `make up` works out of the box and keeps the same key across runs)."""
     from lyssna.common.config import load_settings
+    from lyssna.common.pseudonyms import AUTHOR_KEY_VAR
 
     env: dict[str, str] = {}
     if not os.environ.get("LYSSNA_API_KEY"):
@@ -330,6 +331,10 @@ def default_env(config: Path, echo: Callable[[str], None]) -> dict[str, str]:
         echo(f"LYSSNA_API_KEY is unset: using the key in {_rel(path)}; call the APIs with\n"
              f"  -H \"Authorization: Bearer $(cat {_rel(path)})\"")
     settings = load_settings(config, env={**os.environ, **env})
+    if settings.privacy.authors == "pseudonymous" and not os.environ.get(AUTHOR_KEY_VAR):
+        path = LOCAL / "author-key"
+        env[AUTHOR_KEY_VAR] = _read_or_create(path, lambda: f"local:{_secrets.token_urlsafe(32)}")
+        echo(f"{AUTHOR_KEY_VAR} is unset: author pseudonyms are keyed with the key in {_rel(path)}")
     for hook in settings.webhooks:
         if hook.secret_env and not os.environ.get(hook.secret_env):
             path = LOCAL / "secrets" / hook.secret_env

@@ -2,6 +2,7 @@
 topic, per-item answers, limits, auth, readiness and metrics."""
 
 import json
+import os
 
 import pytest
 from tests.integration.ingest_support import (
@@ -9,6 +10,7 @@ from tests.integration.ingest_support import (
 )
 
 from lyssna.common.contracts import Post, content_post_id
+from lyssna.common.pseudonyms import author_pseudonymizer
 from tests.helpers.problems import problem
 from lyssna.ingest.dedup import Dedup
 
@@ -53,7 +55,8 @@ async def test_one_object_without_id_gets_a_content_id_and_dedups(settings, topi
     async with running_app(settings) as (_, client):
         first = await client.post("/v1/posts", json=item, headers=AUTH)
         second = await client.post("/v1/posts", json=item, headers=AUTH)
-    expected = content_post_id("http", "anna", item["text"])
+    # Derived from the author's pseudonym (privacy.authors: pseudonymous), never the handle.
+    expected = content_post_id("http", author_pseudonymizer("pseudonymous", os.environ)("anna"), item["text"])
     assert first.json()["results"] == [{"index": 0, "id": expected, "status": "accepted",
                                         "ignored_fields": ["mood"]}]
     assert second.json()["results"][0]["status"] == "duplicate"

@@ -37,7 +37,7 @@ OVERRIDE_EXAMPLE = ROOT / "deploy" / "docker" / "docker-compose.override.example
 DOCKERFILE = ROOT / "deploy" / "docker" / "Dockerfile"
 PROM_DIR = ROOT / "deploy" / "prometheus"
 GRAFANA_DIR = ROOT / "deploy" / "grafana"
-REQUIRED_SECRETS = ("LYSSNA_API_KEY", "GRAFANA_ADMIN_PASSWORD")
+REQUIRED_SECRETS = ("LYSSNA_API_KEY", "LYSSNA_AUTHOR_KEY", "GRAFANA_ADMIN_PASSWORD")
 PUBLISHED = {"ingest", "alerts", "grafana", "prometheus"}
 
 
