@@ -80,11 +80,13 @@ async def run_until_signal(start: Callable[[], Awaitable[None]], wait: Callable[
                            stop: Callable[[], Awaitable[None]]) -> None:
     """Start, then stop cleanly on SIGTERM/SIGINT, or exit 1 when a component crashed
     (the supervisor - compose, systemd, make up - restarts the process)."""
-    await start()
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
+    # Before start: a SIGTERM while starting (a replica scaled down or rolled as it
+    # starts) then stops it cleanly once started, not by the default action (143).
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stopping.set)
+    await start()
     stopper = asyncio.create_task(stopping.wait())
     crashed = asyncio.create_task(wait())
     await asyncio.wait({stopper, crashed}, return_when=asyncio.FIRST_COMPLETED)
