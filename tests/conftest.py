@@ -77,6 +77,18 @@ def infra():
         infra_script("down", *started)
 
 
+@pytest.fixture(scope="session")
+def kafka_cluster():
+    """A private three-broker Kafka (``LYSSNA_KAFKA_BROKERS=3`` through infra.sh) on
+    free loopback ports, for the tests where replication matters; stopped and its
+    data removed at the end. A test that kills a broker starts it again (``up``)."""
+    from tests.helpers.kafka_cluster import KafkaCluster
+
+    cluster = KafkaCluster.start()
+    yield cluster
+    cluster.destroy()
+
+
 @dataclass(frozen=True)
 class TopicNames:
     posts_raw: str
