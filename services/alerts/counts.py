@@ -16,6 +16,14 @@ Two agents:
   through) is counted once. Each is its own table key because the changelog
   gets the whole value on every write: a list of hashes inside the bucket made
   the bytes written per mention grow with the bucket, quadratic in total.
+  For the same reason each author (pseudonym) of a bucket has its own small key,
+  ``<org>|<bucket start>@<author hash>``, holding the cells that author's posts
+  fell in: it is written only when the author reaches a new cell in that bucket.
+  Distinct authors are remembered exactly up to ``MAX_AUTHORS_PER_CELL`` per
+  cell and bucket, so a window's count is exact up to that bound (a rule's
+  ``min_authors`` cannot ask for more) and memory stays bounded under a flood.
+  A HyperLogLog would bound memory too, but it estimates: "fires on 5 authors,
+  not on 4" needs exact small counts, which a capped set gives.
 
 Rules sum the buckets of their window in event time (``created_at`` of the
 post, never later than now, so a wrong clock at the source cannot push counts
@@ -28,6 +36,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import re
 import tempfile
 from collections.abc import MutableMapping
 from dataclasses import dataclass
@@ -36,7 +45,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Awaitable, Callable
 
-from lyssna.common.config import Settings
+from lyssna.common.config import MAX_MIN_AUTHORS, Settings
 from lyssna.common.contracts import ClassifiedPost, DeadLetter, as_utc, utcnow
 
 from .rules import CellKey, cell_keys
@@ -48,6 +57,9 @@ SERVICE = "alerts"
 MAX_IDS_PER_BUCKET = 20_000  # beyond this a bucket still counts, it just stops remembering ids
 _CELL_SEP = "|"
 _SEEN_SEP = "#"  # "<org>|<start>#<hash>": a post counted in that bucket
+_AUTHOR_SEP = "@"  # "<org>|<start>@<hash>": an author of posts counted in that bucket
+MAX_AUTHORS_PER_CELL = MAX_MIN_AUTHORS  # authors remembered per cell and bucket: every min_authors is exact
+_HASH = re.compile(r"[0-9a-f]{16}")
 
 
 class AddResult(StrEnum):
@@ -58,6 +70,11 @@ class AddResult(StrEnum):
 
 def post_hash(post_id: str) -> str:
     return hashlib.blake2b(post_id.encode(), digest_size=8).hexdigest()
+
+
+def author_hash(author: str) -> str:
+    """Short and fixed-length; the author is a pseudonym already (privacy.authors)."""
+    return hashlib.blake2b(author.encode(), digest_size=8, person=b"lyssna-author").hexdigest()
 
 
 def _cell_str(cell: CellKey) -> str:
@@ -93,6 +110,9 @@ class CountBuckets:
             raise ValueError("the count bucket must be a whole number of seconds")
         self._oldest: dict[str, int] = {}
         self._seen: dict[str, set[str]] = {}  # bucket key -> hashes of the posts counted in it
+        # bucket key -> author hash -> the cells (_cell_str) of that author's posts in the bucket
+        self._authors: dict[str, dict[str, set[str]]] = {}
+        self._cell_authors: dict[str, dict[str, int]] = {}  # bucket key -> cell -> authors remembered
         self._index_built = False
         self._index_marker: object = None
 
@@ -125,6 +145,7 @@ class CountBuckets:
             return
         oldest: dict[str, int] = {}
         seen: dict[str, set[str]] = {}
+        self._authors, self._cell_authors = {}, {}
         for key in list(self.table.keys()):
             bucket_key, sep, h = key.rpartition(_SEEN_SEP)
             if sep:
@@ -175,9 +196,31 @@ class CountBuckets:
         if len(seen) < MAX_IDS_PER_BUCKET:
             self.table[self.seen_key(key, h)] = 1
             seen.add(h)
+        if post.author:
+            self._add_author(key, author_hash(post.author), {_cell_str(c) for c in
+                                                             cell_keys(post.model_copy(update={"orgs": [org]}))})
         if start < self._oldest.get(org, start + 1):
             self._oldest[org] = start
         return AddResult.counted
+
+    def _remember_author(self, bucket_key: str, h: str, cells: set[str]) -> None:
+        known = self._authors.setdefault(bucket_key, {}).setdefault(h, set())
+        per_cell = self._cell_authors.setdefault(bucket_key, {})
+        for s in cells - known:
+            per_cell[s] = per_cell.get(s, 0) + 1
+        known |= cells
+
+    def _add_author(self, bucket_key: str, h: str, cells: set[str]) -> None:
+        """Remember that author ``h`` wrote in these cells of the bucket, in cells that
+        still have room (a cell at the cap already counts as many authors as any rule asks)."""
+        known = self._authors.get(bucket_key, {}).get(h, set())
+        per_cell = self._cell_authors.get(bucket_key, {})
+        new = {s for s in cells - known if per_cell.get(s, 0) < MAX_AUTHORS_PER_CELL}
+        if not new:
+            return
+        self._remember_author(bucket_key, h, new)
+        # One small key per author: written when the author reaches a new cell, not per post.
+        self.table[self.author_key(bucket_key, h)] = sorted(self._authors[bucket_key][h])
 
     def expire(self, org: str, now: datetime) -> int:
         """Delete this organization's buckets older than the retention."""
@@ -195,6 +238,9 @@ class CountBuckets:
                 removed += 1
             for h in self._seen.pop(key, ()):
                 self.table.pop(self.seen_key(key, h), None)
+            for h in self._authors.pop(key, ()):
+                self.table.pop(self.author_key(key, h), None)
+            self._cell_authors.pop(key, None)
             start += self._bucket_s
         if start > oldest:
             self._oldest[org] = start
@@ -206,22 +252,34 @@ class CountBuckets:
         """Summed cells of ``org`` over the buckets in ``[start, end)``."""
         self._index()
         out: dict[CellKey, int] = {}
-        b = self.bucket_start(start)
-        if b < self._to_s(start):
-            b += self._bucket_s  # a bucket that began before the window is not in it
-        stop = self._to_s(end)
-        oldest = self._oldest.get(org)
-        if oldest is None:
-            return out
-        b = max(b, oldest)  # nothing is stored before an org's oldest bucket
-        while b < stop:
-            value = self.table.get(self.key(org, b))
+        for key in self._bucket_keys(org, start, end):
+            value = self.table.get(key)
             if value:
                 for s, n in value["c"].items():
                     cell = _cell_key(org, s)
                     out[cell] = out.get(cell, 0) + n
-            b += self._bucket_s
         return out
+
+    def authors(self, org: str, start: datetime, end: datetime) -> dict[str, set[CellKey]]:
+        """Author hash -> the cells of that author's posts, over ``org``'s buckets in
+        ``[start, end)`` (what :func:`rules.distinct_authors` counts from)."""
+        self._index()
+        out: dict[str, set[CellKey]] = {}
+        for key in self._bucket_keys(org, start, end):
+            for h, cells in self._authors.get(key, {}).items():
+                out.setdefault(h, set()).update(_cell_key(org, s) for s in cells)
+        return out
+
+    def _bucket_keys(self, org: str, start: datetime, end: datetime) -> list[str]:
+        """Keys of ``org``'s buckets within ``[start, end)``."""
+        b = self.bucket_start(start)
+        if b < self._to_s(start):
+            b += self._bucket_s  # a bucket that began before the window is not in it
+        oldest = self._oldest.get(org)
+        if oldest is None:
+            return []
+        # Nothing is stored before an org's oldest bucket.
+        return [self.key(org, t) for t in range(max(b, oldest), self._to_s(end), self._bucket_s)]
 
     @staticmethod
     def _to_s(dt: datetime) -> int:

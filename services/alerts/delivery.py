@@ -341,7 +341,8 @@ class DeliveryWorker:
             addresses = await asyncio.to_thread(check_webhook_url, webhook.url, webhook.allow_private_network,
                                                 resolver=self.resolver, address_policy=self.address_policy)
             body, content_type = payloads.render(webhook.format, event, base_url=self.settings.alerts.public_url,
-                                                 receiver=webhook.name)
+                                                 receiver=webhook.name, samples=webhook.samples,
+                                                 mask_samples=webhook.mask_samples)
             signed = webhook_headers(event.event_id, int(time.time()), body, self.secrets.get(webhook.name))
             resp = await self._post(webhook, addresses, body, {**signed, "content-type": content_type})
             return Sent.answer(resp.status_code, resp.headers, utcnow())

@@ -18,15 +18,22 @@ new format is a name there and a renderer here.
 
 Rendering is deterministic: the same event gives the same bytes, so a retry
 sends exactly what the first attempt sent.
+
+Sample posts go out as each webhook says (``samples``: ``text``, ``link`` or
+``none``), and their text with @handles and e-mail addresses masked unless the
+webhook sets ``mask_samples: false``: a chat channel is read by more people
+than the alerts API, and who wrote a post is rarely what HR needs to know.
 """
 
 from __future__ import annotations
 
 import json
 from datetime import datetime, timezone
-from typing import Any, Callable, Protocol
+from typing import Any, Callable, Literal, Protocol
 
-from lyssna.common.contracts import AlertEvent, AlertState
+import re2
+
+from lyssna.common.contracts import AlertEvent, AlertState, SamplePost
 from lyssna.common.webhook_formats import WEBHOOK_FORMATS
 
 WEBHOOK_SCHEMA = "lyssna.webhook.v1"
@@ -51,6 +58,33 @@ def _dumps(obj: Any) -> bytes:
 def _clip(text: str, limit: int = SAMPLE_CHARS) -> str:
     text = " ".join(text.split())
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+# One pass, leftmost match first: "@anna@mastodon.social" is one handle, and in
+# "anna@nordvik.se" the address starts before its "@", so it is masked whole.
+# RE2: linear time whatever the text.
+_PERSONAL = re2.compile(r"(@[\pL\pN_](?:[\pL\pN_.-]*[\pL\pN_])?(?:@[\pL\pN-]+(?:\.[\pL\pN-]+)+)?)"
+                        r"|[\pL\pN_.%+-]+@[\pL\pN-]+(?:\.[\pL\pN-]+)+")
+MASKED_HANDLE = "@…"
+MASKED_EMAIL = "[e-mail]"
+
+SampleMode = Literal["text", "link", "none"]
+
+
+def mask_personal(text: str) -> str:
+    """``text`` with @handles (also ``@user@instance``) replaced by ``@…`` and e-mail
+    addresses by ``[e-mail]``."""
+    return _PERSONAL.sub(lambda m: MASKED_HANDLE if m.group(1) else MASKED_EMAIL, text)
+
+
+def sample_policy(samples: list[SamplePost], mode: SampleMode, mask: bool) -> list[SamplePost]:
+    """The samples a webhook gets: with their (masked) text, as links only (text
+    empty; samples without a link are left out), or none."""
+    if mode == "none":
+        return []
+    if mode == "link":
+        return [SamplePost(id=s.id, url=s.url, text="") for s in samples if s.url]
+    return [SamplePost(id=s.id, url=s.url, text=mask_personal(s.text) if mask else s.text) for s in samples]
 
 
 def _fmt_number(x: float | None) -> str:
@@ -90,8 +124,9 @@ def description(event: AlertEvent) -> str:
     if event.baseline is not None:
         figures.append(f"baseline {_fmt_number(event.baseline)}")
     verb = "matched" if event.state == AlertState.firing else "no longer matches"
+    by = f" by {event.authors} distinct authors" if event.authors is not None else ""
     return (f"Rule {event.rule} {verb} for {event.org} ({_scope(event)}): "
-            f"{event.count} mentions from {window}; {', '.join(figures)}.")
+            f"{event.count} mentions{by} from {window}; {', '.join(figures)}.")
 
 
 # ---------------------------------------------------------------- the registry
@@ -138,10 +173,12 @@ def render_json(event: AlertEvent, *, base_url: str | None = None, receiver: str
         "lang": event.lang,
         "window": {"start": _iso(event.window_start), "end": _iso(event.window_end)},
         "count": event.count,
+        "authors": event.authors,
         "threshold": event.threshold,
         "baseline": event.baseline,
         "value": event.value,
-        "samples": [{"id": s.id, "url": s.url, "text": _clip(s.text)} for s in event.samples],
+        "samples": [{"id": s.id, "url": s.url, **({"text": _clip(s.text)} if s.text else {})}
+                    for s in event.samples],
         "occurred_at": _iso(event.occurred_at),
         "url": alert_url(base_url, event.alert_id),
     }
@@ -172,9 +209,10 @@ def render_slack(event: AlertEvent, *, base_url: str | None = None, receiver: st
                   "text": f"{icon} {heading}\n{slack_escape(description(event))}"[:_SLACK_SECTION_MAX]}},
     ]
     for s in event.samples:
-        text = f"> {slack_escape(_clip(s.text))}"
+        lines = [f"> {slack_escape(_clip(s.text))}"] if s.text else []
         if s.url:
-            text += f"\n{_slack_link(s.url, 'open post')}"
+            lines.append(_slack_link(s.url, "open post"))
+        text = "\n".join(lines)
         blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": text[:_SLACK_SECTION_MAX]}})
     blocks.append({"type": "context", "elements": [
         {"type": "mrkdwn", "text": slack_escape(f"alert {event.alert_id} · event {event.event_id} · "
@@ -192,6 +230,7 @@ def render_teams(event: AlertEvent, *, base_url: str | None = None, receiver: st
         ("Scope", _scope(event)),
         ("Window", f"{_iso(event.window_start)} – {_iso(event.window_end)}"),
         ("Mentions", str(event.count)),
+        ("Authors", _fmt_number(event.authors)),
         ("Value", _fmt_number(event.value)),
         ("Threshold", _fmt_number(event.threshold)),
         ("Baseline", _fmt_number(event.baseline)),
@@ -204,8 +243,9 @@ def render_teams(event: AlertEvent, *, base_url: str | None = None, receiver: st
         {"type": "FactSet", "facts": facts},
     ]
     for s in event.samples:
-        body.append({"type": "TextBlock", "text": _clip(s.text), "wrap": True, "isSubtle": True,
-                     "separator": True})
+        if s.text:
+            body.append({"type": "TextBlock", "text": _clip(s.text), "wrap": True, "isSubtle": True,
+                         "separator": True})
     actions = [{"type": "Action.OpenUrl", "title": "Open post", "url": s.url}
                for s in event.samples if s.url]
     url = alert_url(base_url, event.alert_id)
@@ -263,6 +303,8 @@ def render_alertmanager(event: AlertEvent, *, base_url: str | None = None,
         "event_id": event.event_id,
         "count": str(event.count),
     }
+    if event.authors is not None:
+        annotations["authors"] = str(event.authors)
     for k in ("value", "threshold", "baseline"):
         v = getattr(event, k)
         if v is not None:
@@ -303,13 +345,16 @@ if set(RENDERERS) != set(WEBHOOK_FORMATS):  # a name the config accepts but noth
 FORMATS = tuple(RENDERERS)
 
 def render(format: str, event: AlertEvent, *, base_url: str | None = None,
-           receiver: str | None = None) -> tuple[bytes, str]:
+           receiver: str | None = None, samples: SampleMode = "text",
+           mask_samples: bool = True) -> tuple[bytes, str]:
     """``(body bytes, content type)`` of ``event`` for a webhook of ``format``.
 
     ``base_url`` is the alerts API's public address, for links back to the
-    alert; ``receiver`` is the webhook's name (Alertmanager's ``receiver``).
+    alert; ``receiver`` is the webhook's name (Alertmanager's ``receiver``);
+    ``samples`` and ``mask_samples`` are the webhook's, see :func:`sample_policy`.
     """
     draw = RENDERERS.get(format)
     if draw is None:
         raise ValueError(f"unknown webhook format {format!r}; use one of {', '.join(FORMATS)}")
+    event = event.model_copy(update={"samples": sample_policy(list(event.samples), samples, mask_samples)})
     return _dumps(draw(event, base_url=base_url, receiver=receiver or "lyssna")), CONTENT_TYPE

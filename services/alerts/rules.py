@@ -31,6 +31,10 @@ Semantics, decided here once:
   already ended (``now >= window.end``), e.g. after a late post, decides
   ``stay``. Late posts still count towards that window and so towards later
   baselines.
+- **min_authors** (any condition): the condition holds only when the posts
+  the rule measures come from at least that many distinct authors
+  (pseudonyms; a post without an author counts for no one), so one person
+  posting twenty times is not twenty voices.
 - **Firing and resolving**: an alert fires once when the condition becomes
   true and resolves once when it becomes false; nothing is emitted while it
   stays true or stays false.
@@ -50,7 +54,7 @@ import statistics
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 from enum import StrEnum
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from lyssna.common.config import CountCondition, RatioCondition, RuleConfig, SpikeCondition
 from lyssna.common.contracts import AlertEvent, AlertState, ClassifiedPost, SamplePost, as_utc
@@ -126,26 +130,48 @@ class WindowCounts:
     """What a rule needs to know about one window for one organization.
 
     ``total``: posts in scope; ``matching``: those the rule measures;
-    ``by_sentiment``: posts in scope per sentiment.
+    ``by_sentiment``: posts in scope per sentiment; ``authors``: distinct authors
+    of the matching posts (None: not known).
     """
 
     total: int = 0
     matching: int = 0
     by_sentiment: Mapping[str, int] = field(default_factory=dict)
+    authors: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"total": self.total, "matching": self.matching, "by_sentiment": dict(self.by_sentiment)}
+        return {"total": self.total, "matching": self.matching, "by_sentiment": dict(self.by_sentiment),
+                "authors": self.authors}
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "WindowCounts":
+        authors = d.get("authors")
         return cls(int(d.get("total", 0)), int(d.get("matching", 0)),
-                   {str(k): int(v) for k, v in (d.get("by_sentiment") or {}).items()})
+                   {str(k): int(v) for k, v in (d.get("by_sentiment") or {}).items()},
+                   None if authors is None else int(authors))
 
 
-def counts_for(rule: RuleConfig, org: str, cells: Mapping[CellKey, int]) -> WindowCounts:
-    """A rule's view of one window, from the cells of :func:`cell_keys`."""
+def _measures(rule: RuleConfig, org: str) -> Callable[[CellKey], bool]:
+    """Whether a count cell holds posts the rule measures for ``org``."""
+    topic = rule.topic.value if rule.topic else ANY
+    lang = normalize_lang(rule.lang) or ANY
+    want = _numerator_sentiment(rule)
+    return lambda c: c[0] == org and c[1] == topic and c[3] == lang and (want is None or c[2] == want)
+
+
+def distinct_authors(rule: RuleConfig, org: str, authors: Mapping[str, Iterable[CellKey]]) -> int:
+    """How many authors (of :meth:`CountBuckets.authors`: author -> their cells) wrote
+    posts the rule measures."""
+    measured = _measures(rule, org)
+    return sum(1 for cells in authors.values() if any(measured(c) for c in cells))
+
+
+def counts_for(rule: RuleConfig, org: str, cells: Mapping[CellKey, int],
+               authors: Mapping[str, Iterable[CellKey]] | None = None) -> WindowCounts:
+    """A rule's view of one window, from the cells of :func:`cell_keys` (and, when
+    given, the window's authors with their cells)."""
     if rule.org != ANY and org != rule.org:
-        return WindowCounts()
+        return WindowCounts(authors=None if authors is None else 0)
     topic = rule.topic.value if rule.topic else ANY
     lang = normalize_lang(rule.lang) or ANY
     by_sentiment = {}
@@ -155,7 +181,8 @@ def counts_for(rule: RuleConfig, org: str, cells: Mapping[CellKey, int]) -> Wind
     total = sum(by_sentiment.values())
     want = _numerator_sentiment(rule)
     matching = total if want is None else by_sentiment.get(want, 0)
-    return WindowCounts(total, matching, by_sentiment)
+    return WindowCounts(total, matching, by_sentiment,
+                        None if authors is None else distinct_authors(rule, org, authors))
 
 
 # ---------------------------------------------------------------- conditions
@@ -171,7 +198,19 @@ class ConditionResult:
 
 def check_condition(rule: RuleConfig, current: WindowCounts,
                     baseline: Sequence[WindowCounts] = ()) -> ConditionResult:
-    """Whether the rule's condition holds for these counts (no state, no time)."""
+    """Whether the rule's condition holds for these counts (no state, no time),
+    ``min_authors`` included."""
+    result = _check_volume(rule, current, baseline)
+    if rule.min_authors is None or not result.met:
+        return result
+    authors = current.authors or 0  # unknown authors cannot vouch for anything
+    if authors < rule.min_authors:
+        return replace(result, met=False, reason=f"{result.reason}; but from {authors} distinct author(s), "
+                                                 f"below min_authors {rule.min_authors}")
+    return replace(result, reason=f"{result.reason}, from {authors} distinct authors")
+
+
+def _check_volume(rule: RuleConfig, current: WindowCounts, baseline: Sequence[WindowCounts]) -> ConditionResult:
     cond = rule.condition
     if isinstance(cond, CountCondition):
         n = current.matching
@@ -370,6 +409,7 @@ def make_event(rule: RuleConfig, org: str, decision: Decision, *, window: Window
         event_id=decision.event_id, alert_id=decision.alert_id, state=state, rule=rule.name, org=org,
         topic=rule.topic, sentiment=sentiment, lang=rule.lang,
         window_start=as_utc(window.start), window_end=as_utc(window.end), count=current.matching,
+        authors=current.authors,
         threshold=decision.threshold, baseline=decision.baseline, value=decision.value,
         notify=list(rule.notify), samples=sample_posts, occurred_at=decision.decided_at,
     )

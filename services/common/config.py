@@ -245,6 +245,10 @@ Condition = Annotated[Union[CountCondition, RatioCondition, SpikeCondition],
                       Field(discriminator="type")]
 
 
+#: The largest ``min_authors``; lyssna.alerts.counts remembers this many authors per cell and bucket.
+MAX_MIN_AUTHORS = 100
+
+
 class RuleConfig(_Section):
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
     org: str = "*"
@@ -255,6 +259,12 @@ class RuleConfig(_Section):
     condition: Condition
     cooldown: Duration = Field(timedelta(hours=6), json_schema_extra={"default": "6h"})
     notify: list[str] = Field(default_factory=list)
+    # 20 posts by 2 people are not what 20 people say. Authors are told apart by their
+    # pseudonyms; posts without an author count for no one.
+    min_authors: StrictInt | None = Field(
+        None, ge=1, le=MAX_MIN_AUTHORS,
+        description="fire only when the posts the rule measures come from at least this many distinct authors "
+                    f"(at most {MAX_MIN_AUTHORS}: the counts remember that many authors per cell and bucket)")
 
 
 class WebhookConfig(_Section):
@@ -264,6 +274,10 @@ class WebhookConfig(_Section):
     secret_env: str | None = Field(None, description="env var holding the whsec_ secret (several, comma-separated, during rotation)")
     allow_private_network: bool = False
     timeout: Duration = timedelta(seconds=10)
+    samples: Literal["text", "link", "none"] = Field(
+        "text", description="what the body says of the sample posts: their text (and link), only the link, or nothing")
+    mask_samples: bool = Field(True, description="replace @handles and e-mail addresses in sample texts "
+                                                 "by '@…' and '[e-mail]'")
 
     @field_validator("url")
     @classmethod

@@ -61,7 +61,7 @@ def check_shape(obj, shape, path="$"):
 # ---------------------------------------------------------------- json
 
 JSON_KEYS = {"schema", "type", "alert_id", "event_id", "rule", "organization", "topic", "sentiment", "lang",
-             "window", "count", "threshold", "baseline", "value", "samples", "occurred_at", "url"}
+             "window", "count", "authors", "threshold", "baseline", "value", "samples", "occurred_at", "url"}
 
 
 @pytest.mark.parametrize("state,typ", [("firing", "alert.firing"), ("resolved", "alert.resolved")])
