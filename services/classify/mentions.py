@@ -4,6 +4,12 @@ Pure logic, no I/O. Terms (org names and aliases) and text are folded the same
 way (case, diacritics, whitespace), matched with one Aho-Corasick automaton and
 then checked for word boundaries on the folded text. Offsets are mapped back to
 the original text so that explanations can quote what was matched.
+
+Each term is expanded into its other spellings first (variants.spellings:
+å/aa, ä/æ/e, "&" as och/og/and/und/ja, hyphen for space), and a word one edit
+away from a long name token is read as that token (variants.TypoIndex) before
+the automaton runs, so a typo still combines with the rest of a multi-word name
+and with the genitive and definite endings ("Nordvk Energis").
 """
 
 from __future__ import annotations
@@ -11,11 +17,12 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import ahocorasick
 
 from .textspans import link_spans, overlaps
+from .variants import TypoIndex, spellings
 
 __all__ = [
     "Mention",
@@ -41,6 +48,10 @@ class Mention:
     start: int
     end: int
     surface: str
+    # Matched by a term that names this organization and nothing else: its
+    # @handle or its whole multi-word name. An ambiguous one-word name ("Alva")
+    # is not distinctive, so the relevance step judges it (relevance.py).
+    distinctive: bool = field(default=False, compare=False)
 
 
 # --------------------------------------------------------------------------- #
@@ -135,14 +146,6 @@ def _fold_term(term: str) -> str:
     return fold(term)[0].strip()
 
 
-# German and ASCII-only writers spell umlauts as digraphs (Brückner ->
-# Brueckner), Danish/Norwegian older spelling writes å as aa; plain folding
-# cannot see that, so those spellings are added as extra terms.
-_DIGRAPHS = str.maketrans(
-    {"ä": "ae", "ö": "oe", "ü": "ue", "å": "aa", "Ä": "Ae", "Ö": "Oe", "Ü": "Ue", "Å": "Aa"}
-)
-
-
 # --------------------------------------------------------------------------- #
 # Boundaries
 # --------------------------------------------------------------------------- #
@@ -162,6 +165,7 @@ SUFFIXES: frozenset[str] = frozenset(
 )  # fmt: skip
 
 _HAS_WORD_CHAR = re.compile(r"[^\W_]").search
+_WORDS = re.compile(r"[^\W_]+").finditer
 
 
 def _is_word(ch: str) -> bool:
@@ -185,31 +189,42 @@ class MentionMatcher:
     def __init__(self, orgs: Iterable[Organization]) -> None:
         self._names: list[str] = []
         terms: dict[str, set[int]] = {}
+        distinctive: dict[str, set[int]] = {}
+        name_tokens: set[str] = set()
 
-        def add(term: str, org_id: int) -> None:
+        def add(term: str, org_id: int, whole_name: bool) -> None:
             key = _fold_term(term)
             if _HAS_WORD_CHAR(key):
                 terms.setdefault(key, set()).add(org_id)
+                if whole_name or key[0] == "@":
+                    distinctive.setdefault(key, set()).add(org_id)
 
         for org in orgs:
             org_id = len(self._names)
             self._names.append(org.name)
+            joined_name = _fold_term(org.name).replace(" ", "")
             for raw in (org.name, *org.aliases):
-                for term in {raw, raw.translate(_DIGRAPHS)}:
-                    add(term, org_id)
+                if raw[:1] not in "@#":
+                    name_tokens.update(w.group() for w in _WORDS(_fold_term(raw)))
+                whole = len(raw.split()) > 1 or _fold_term(raw).lstrip("#") == joined_name
+                for term in spellings(raw):
                     words = term.split()
+                    add(term, org_id, whole)
                     # A multi-word name is hashtagged without spaces
                     # (#FjällhemBostäder); it is still the whole-name token.
                     if len(words) > 1 and term[0] not in "@#":
-                        add("#" + "".join(words), org_id)
+                        add("#" + "".join(words), org_id, True)
 
         self._automaton = ahocorasick.Automaton()
         for key, ids in terms.items():
             kind = _HANDLE if key[0] == "@" else _OTHER
-            self._automaton.add_word(key, (len(key), tuple(sorted(ids)), kind))
+            multiword = sum(1 for _ in _WORDS(key)) > 1
+            self._automaton.add_word(key, (len(key), tuple(sorted(ids)), kind,
+                                           frozenset(distinctive.get(key, ())), multiword))
         self._empty = not terms
         if not self._empty:
             self._automaton.make_automaton()
+        self._typos = TypoIndex(name_tokens, (w.group() for key in terms for w in _WORDS(key)))
 
 
     def find(self, text: str) -> list[str]:
@@ -224,13 +239,18 @@ class MentionMatcher:
         if self._empty or not text:
             return []
         folded, offsets = fold(text)
-        candidates: list[tuple[int, int, tuple[int, ...]]] = []
+        fixes: list[tuple[int, int, bool]] = []
+        if self._typos:
+            folded, offsets, fixes = self._correct_typos(folded, offsets)
+        candidates: list[tuple[int, int, tuple[int, ...], frozenset[int]]] = []
         n = len(folded)
-        for last, (length, org_ids, kind) in self._automaton.iter(folded):
+        for last, (length, org_ids, kind, distinctive, multiword) in self._automaton.iter(folded):
             start, end = last - length + 1, last + 1
+            if fixes and not self._typos_allowed(fixes, start, end, multiword):
+                continue
             resolved = self._check(folded, n, start, end, kind)
             if resolved is not None:
-                candidates.append((start, resolved, org_ids))
+                candidates.append((start, resolved, org_ids, distinctive))
         if not candidates:
             return []
 
@@ -246,7 +266,7 @@ class MentionMatcher:
         # flood reviewers with job-ad spam. Links are found once per text, only
         # for texts with a candidate, and looked up per candidate.
         links = link_spans(text)
-        for start, end, org_ids in candidates:
+        for start, end, org_ids, distinctive in candidates:
             if start < taken_until:
                 continue
             taken_until = end
@@ -254,8 +274,50 @@ class MentionMatcher:
             if overlaps(links, o_start, o_end):
                 continue
             surface = text[o_start:o_end]
-            out.extend(Mention(self._names[i], o_start, o_end, surface) for i in org_ids)
+            out.extend(Mention(self._names[i], o_start, o_end, surface, i in distinctive) for i in org_ids)
         return out
+
+    @staticmethod
+    def _typos_allowed(fixes: list[tuple[int, int, bool]], start: int, end: int, multiword: bool) -> bool:
+        """At most one corrected word per name; any typo inside a multi-word name, only
+        a slip in a one-word name (variants.TypoIndex says why)."""
+        inside = [slip for s, e, slip in fixes if s < end and e > start]
+        return not inside or (len(inside) == 1 and (multiword or inside[0]))
+
+    def _correct_typos(self, folded: str, offsets: list[int] | None
+                       ) -> tuple[str, list[int] | None, list[tuple[int, int, bool]]]:
+        """``folded`` with each word that is a typo of a watched name word replaced by
+        that word, the offset map updated to match, and where the replacements are
+        (start, end, slip) in the new text.
+
+        Runs before the automaton so that a corrected word still combines with
+        suffixes and the rest of a multi-word name. Handles are identifiers, never
+        corrected (@nordvk is someone else's account).
+        """
+        typos = self._typos
+        found = [(m.start(), m.end(), hit) for m in _WORDS(folded)
+                 if typos.could_be_typo(w := m.group()) and (m.start() == 0 or folded[m.start() - 1] != "@")
+                 and (hit := typos.lookup(w)) is not None]
+        if not found:
+            return folded, offsets, []
+        base = offsets if offsets is not None else range(len(folded))
+        chars: list[str] = []
+        new_offsets: list[int] = []
+        fixes: list[tuple[int, int, bool]] = []
+        pos = 0
+        for start, end, (token, slip) in found:
+            chars.append(folded[pos:start])
+            new_offsets.extend(base[pos:start])
+            fixes.append((len(new_offsets), len(new_offsets) + len(token), slip))
+            chars.append(token)
+            # Every letter of the replacement maps into the word it replaces, the last
+            # onto its last, so the surface quotes the whole word as written.
+            last = len(token) - 1
+            new_offsets.extend(base[end - 1 if i == last else min(start + i, end - 1)] for i in range(len(token)))
+            pos = end
+        chars.append(folded[pos:])
+        new_offsets.extend(base[pos:])
+        return "".join(chars), new_offsets, fixes
 
     @staticmethod
     def _check(folded: str, n: int, start: int, end: int, kind: int) -> int | None:
