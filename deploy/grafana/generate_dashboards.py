@@ -175,8 +175,9 @@ def pipeline_health() -> dashboard.Dashboard:
         .with_panel(single("Posts classified / s", "Posts the classifier finished, all partitions.",
                            [query('sum(outcome:lyssna_classify_posts:rate5m{outcome="classified"})', "classified")],
                            w=4, unit="ops"))
+        # Every replica reports its whole group's lag: the largest report of each counts once.
         .with_panel(single("Consumer lag", "Messages waiting in Kafka, summed over the consuming services.",
-                           [query("sum(lyssna_consumer_lag_messages)", "lag")], w=4)
+                           [query("sum(max by (service, topic) (lyssna_consumer_lag_messages))", "lag")], w=4)
                     .thresholds(thresholds((None, "green"), (1000, "orange"), (10000, "red"))))
         .with_panel(single("Dead letters (1h)", "Records that could not be processed in the last hour. "
                            "Look at the lyssna.deadletter topic for the reasons.",

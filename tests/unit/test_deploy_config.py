@@ -28,7 +28,7 @@ from tests.helpers.metric_names import (
     metric_names_used, recording_rules, render_expr, resolve, selector_names,
 )
 from lyssna.cli import SERVICES
-from lyssna.common.config import Settings
+from lyssna.common.config import Settings, load_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
@@ -38,6 +38,8 @@ DOCKERFILE = ROOT / "deploy" / "docker" / "Dockerfile"
 PROM_DIR = ROOT / "deploy" / "prometheus"
 GRAFANA_DIR = ROOT / "deploy" / "grafana"
 REQUIRED_SECRETS = ("LYSSNA_API_KEY", "LYSSNA_AUTHOR_KEY", "GRAFANA_ADMIN_PASSWORD")
+KAFKA_NODES = ("kafka-1", "kafka-2", "kafka-3")
+BOOTSTRAP = ",".join(f"{node}:9092" for node in KAFKA_NODES)
 PUBLISHED = {"ingest", "alerts", "grafana", "prometheus"}
 
 
@@ -94,7 +96,7 @@ def test_override_example_merges_into_the_stack(compose_env):
     assert res.returncode == 0, res.stderr
     alerts = yaml.safe_load(res.stdout)["services"]["alerts"]
     assert alerts["environment"]["HR_SLACK_SECRET"] == "whsec_a"
-    assert alerts["environment"]["KAFKA_BOOTSTRAP_SERVERS"] == "kafka:9092"  # merged, not replaced
+    assert alerts["environment"]["KAFKA_BOOTSTRAP_SERVERS"] == BOOTSTRAP  # merged, not replaced
 
 
 @pytest.mark.parametrize("secret", REQUIRED_SECRETS)
@@ -114,8 +116,45 @@ def test_lyssna_services_run_the_same_command_as_the_local_run():
     for svc in SERVICES:
         assert services[svc]["command"] == ["lyssna", "serve", svc]
         assert "entrypoint" not in services[svc]
-        assert services[svc]["build"]["dockerfile"] == "deploy/docker/Dockerfile"
-        assert (ROOT / services[svc]["build"]["context"] / services[svc]["build"]["dockerfile"]).is_file()
+
+
+def test_the_image_is_built_once_for_the_three_services():
+    services = compose_yaml()["services"]
+    builders = [name for name, s in services.items() if "build" in s]
+    assert builders == ["ingest"]
+    build = services["ingest"]["build"]
+    assert build["dockerfile"] == "deploy/docker/Dockerfile" and (ROOT / build["context"] / build["dockerfile"]).is_file()
+    assert {services[svc]["image"] for svc in SERVICES} == {"lyssna:${LYSSNA_IMAGE_TAG:-local}"}
+    for svc in SERVICES:  # never pulled from a registry under that local tag
+        assert services[svc]["pull_policy"] == "never"
+
+
+def test_several_replicas_of_each_service_with_memory_limits_on_three_brokers():
+    services = compose_yaml()["services"]
+    for svc in SERVICES:
+        deploy = services[svc]["deploy"]
+        assert deploy["replicas"] == f"${{LYSSNA_{svc.upper()}_REPLICAS:-2}}"
+        assert deploy["resources"]["limits"]["memory"].startswith(f"${{LYSSNA_{svc.upper()}_MEMORY_LIMIT:-")
+    assert services["classify"]["deploy"]["resources"]["limits"]["memory"].endswith(":-2G}")  # encoder ~1.5 GB
+    voters = {services[n]["environment"]["KAFKA_CONTROLLER_QUORUM_VOTERS"] for n in KAFKA_NODES}
+    assert voters == {"1@kafka-1:9093,2@kafka-2:9093,3@kafka-3:9093"}
+    for i, node in enumerate(KAFKA_NODES, 1):
+        env = services[node]["environment"]
+        assert env["KAFKA_NODE_ID"] == i and env["KAFKA_ADVERTISED_LISTENERS"] == f"PLAINTEXT://{node}:9092"
+        assert env["KAFKA_DEFAULT_REPLICATION_FACTOR"] == env["KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR"] == 3
+        assert env["KAFKA_MIN_INSYNC_REPLICAS"] == env["KAFKA_TRANSACTION_STATE_LOG_MIN_ISR"] == 2
+        assert services[node]["deploy"]["resources"]["limits"]["memory"]
+
+
+def test_compose_mounts_the_production_template_by_default():
+    services = compose_yaml()["services"]
+    for svc in SERVICES:
+        assert "${LYSSNA_CONFIG_FILE:-./config/lyssna.production.yaml}:/etc/lyssna/lyssna.yaml:ro" in services[svc]["volumes"]
+    assert re.search(r"(?m)^LYSSNA_CONFIG_FILE=./config/lyssna.production.yaml$", ENV_EXAMPLE.read_text(encoding="utf-8"))
+    production = load_settings(str(ROOT / "config" / "lyssna.production.yaml"), env={})
+    assert production.organizations == [] and production.sources == []
+    assert production.rules == [] and production.webhooks == []
+    assert (production.kafka.replication_factor, production.kafka.min_insync_replicas) == (3, 2)
 
 
 def test_lyssna_services_are_wired_to_kafka_redis_and_the_mounted_config():
@@ -124,14 +163,14 @@ def test_lyssna_services_are_wired_to_kafka_redis_and_the_mounted_config():
     for svc in SERVICES:
         s, env = services[svc], services[svc]["environment"]
         port = getattr(defaults, svc).port
-        assert env["KAFKA_BOOTSTRAP_SERVERS"] == "kafka:9092"
+        assert env["KAFKA_BOOTSTRAP_SERVERS"] == BOOTSTRAP
         assert env["REDIS_URL"] == "redis://redis:6379/0"
         assert env[f"LYSSNA_{svc.upper()}_HOST"] == "0.0.0.0"
         assert int(env[f"LYSSNA_{svc.upper()}_PORT"]) == port
         assert env["LYSSNA_CONFIG"] == "/etc/lyssna/lyssna.yaml"
         assert any(v.endswith(":/etc/lyssna/lyssna.yaml:ro") for v in s["volumes"]), s["volumes"]
         assert s["healthcheck"]["test"][-1] == f"http://127.0.0.1:{port}/readyz"
-        for dep in ("kafka", "redis"):
+        for dep in (*KAFKA_NODES, "redis"):
             assert s["depends_on"][dep] == {"condition": "service_healthy"}
 
 
@@ -173,24 +212,26 @@ def test_state_lives_in_named_volumes_and_redis_persists_appends():
     doc = compose_yaml()
     services = doc["services"]
     mounts = {name: [v.split(":")[0] for v in s.get("volumes", [])] for name, s in services.items()}
-    for name, volume in (("kafka", "kafka-data"), ("redis", "redis-data"),
+    for name, volume in (*((n, f"{n}-data") for n in KAFKA_NODES), ("redis", "redis-data"),
                          ("prometheus", "prometheus-data"), ("grafana", "grafana-data")):
         assert volume in mounts[name] and volume in doc["volumes"]
     cmd = services["redis"]["command"]
     assert cmd[cmd.index("--appendonly") + 1] == "yes"
-    assert services["kafka"]["environment"]["KAFKA_LOG_DIRS"] == "/var/lib/kafka/data"
+    for node in KAFKA_NODES:
+        assert services[node]["environment"]["KAFKA_LOG_DIRS"] == "/var/lib/kafka/data"
 
 
 def test_images_are_pinned_and_kafka_matches_the_local_run():
     services = compose_yaml()["services"]
     for name, s in services.items():
-        if "build" in s:
+        if name in SERVICES:  # built here
             continue
         image, _, tag = s["image"].rpartition(":")
         assert image and re.match(r"^v?\d+\.\d+\.\d+", tag), f"{name}: pin an exact version, not {s['image']!r}"
     pom = (ROOT / "deploy" / "kafka" / "pom.xml").read_text(encoding="utf-8")
     local_kafka = re.search(r"<kafka.version>([^<]+)</kafka.version>", pom).group(1)
-    assert services["kafka"]["image"] == f"apache/kafka:{local_kafka}"
+    for node in KAFKA_NODES:
+        assert services[node]["image"] == f"apache/kafka:{local_kafka}"
     assert services["redis"]["image"].startswith("redis:7.")
 
 
@@ -247,6 +288,23 @@ def test_container_healthcheck_script_passes_on_2xx_and_fails_otherwise():
     assert run([sys.executable, script, "http://127.0.0.1:1/readyz"]).returncode == 1
 
 
+def test_image_healthcheck_asks_the_service_that_listens_in_the_container():
+    text = DOCKERFILE.read_text(encoding="utf-8")
+    assert re.search(r'(?m)^HEALTHCHECK .*CMD \["lyssna-healthcheck"\]$', text)
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    script = str(ROOT / "deploy" / "docker" / "healthcheck.py")
+    closed = {f"LYSSNA_{s.upper()}_PORT": "1" for s in SERVICES}
+    try:
+        for svc in SERVICES:  # one service listens, the other two ports refuse
+            env = {**os.environ, **closed, f"LYSSNA_{svc.upper()}_PORT": str(server.server_address[1])}
+            assert run([sys.executable, script], env=env).returncode == 0, svc
+    finally:
+        server.shutdown()
+    nothing = run([sys.executable, script], env={**os.environ, **closed})
+    assert nothing.returncode == 1 and "nothing listens" in nothing.stderr
+
+
 # ------------------------------------------------------------------ Prometheus
 
 @pytest.mark.parametrize("config", ["prometheus.yml", "prometheus.local.yml"])
@@ -268,7 +326,10 @@ def test_recording_rule_unit_tests_pass():
 
 def _targets(config: str) -> dict[str, list[str]]:
     doc = yaml.safe_load((PROM_DIR / config).read_text(encoding="utf-8"))
-    return {j["job_name"]: [t for sc in j["static_configs"] for t in sc["targets"]] for j in doc["scrape_configs"]}
+    # Static targets, or every replica behind a name (dns_sd: compose's service names).
+    return {j["job_name"]: [t for sc in j.get("static_configs", []) for t in sc["targets"]]
+            + [f"{name}:{sd['port']}" for sd in j.get("dns_sd_configs", []) for name in sd["names"]]
+            for j in doc["scrape_configs"]}
 
 
 def test_prometheus_scrapes_every_service_where_it_listens():
