@@ -168,9 +168,39 @@ class PrivacySettings(_Section):
 
 # ---------------------------------------------------------------- what to watch
 
+class NearQuery(_Section):
+    terms: list[str] = Field(min_length=1)
+    within: int = Field(5, ge=0, le=100, description="at most this many words between the name and a term")
+
+
 class OrganizationConfig(_Section):
     name: str = Field(min_length=1)
     aliases: list[str] = Field(default_factory=list)
+    # Is a post about this organization or about something else with its name?
+    # (lyssna.classify.relevance, README "Watchlist precision")
+    description: str | None = Field(None, description="what the organization is, in one line; the relevance "
+                                                      "model compares posts with it")
+    context: list[str] = Field(default_factory=list, description="words that go with the organization")
+    ambiguous: bool = Field(False, description="the name is also a first name, place, word or another brand: "
+                                               "a post naming it counts only if the relevance model finds it "
+                                               "is about the organization")
+    # Boolean query (lyssna.classify.query): all optional.
+    include_any: list[str] | None = Field(None, description="count a mention only in a post that also has one "
+                                                            "of these")
+    exclude: list[str] = Field(default_factory=list, description="never count a mention in a post with one of these")
+    near: NearQuery | None = Field(None, description="count a mention only with one of these terms near the name")
+
+    def problems(self) -> list[tuple[tuple[str | int, ...], str, str]]:
+        """Why this entry can never count a mention: (key, what, fix) each."""
+        from lyssna.classify.query import problems  # pure; folds terms exactly as the matcher does
+
+        out = [(p.key, p.message, p.fix) for p in problems(
+            self.name, self.aliases, self.include_any, self.exclude, self.near.terms if self.near else None)]
+        if self.ambiguous and not (self.description or "").strip():
+            out.append((("description",), f"organization {self.name!r} is ambiguous but has no description for "
+                        "the relevance model", "add description: one line saying what it is (e.g. 'energy "
+                        "company: grid, electricity'), or set ambiguous: false"))
+        return out
 
 
 class RssSource(_Section):
@@ -306,6 +336,10 @@ class Settings(_Section):
 
     @model_validator(mode="after")
     def _cross_references(self):
+        for i, org in enumerate(self.organizations):
+            if problems := org.problems():
+                where, message, fix = problems[0]
+                raise _RefError(("organizations", i, *where), message, fix)
         for i, rule in enumerate(self.rules):
             if broken := self.broken_references(rule):
                 raise _RefError(("rules", i, *broken[0].where), broken[0].message, broken[0].fix)
