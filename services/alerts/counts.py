@@ -48,6 +48,7 @@ from typing import Awaitable, Callable
 from lyssna.common.config import MAX_MIN_AUTHORS, Settings
 from lyssna.common.contracts import ClassifiedPost, DeadLetter, as_utc, utcnow
 
+from .ownership import Ownership, partition_for_org
 from .rules import CellKey, cell_keys
 from .windows import EPOCH
 
@@ -304,7 +305,7 @@ class MentionCounter:
         self._on_deadletter = on_deadletter
         self.datadir = Path(tempfile.gettempdir()) / "lyssna-alerts" / a.app_id
         brokers = [f"kafka://{b.strip()}" for b in settings.kafka.bootstrap_servers.split(",") if b.strip()]
-        partitions = settings.kafka.partitions
+        partitions = self.partitions = settings.kafka.partitions
         self.app = faust.App(
             a.app_id, broker=brokers, store="memory://", web_enabled=False, autodiscover=False,
             datadir=str(self.datadir), topic_partitions=partitions,
@@ -341,6 +342,12 @@ class MentionCounter:
     async def stop(self) -> None:
         await self.app.stop()
 
+    def ownership(self) -> Ownership:
+        """The mentions partitions Faust's assignor gave this replica: it counts and
+        judges exactly their organizations (see :mod:`.ownership`)."""
+        owned = {tp.partition for tp in self.app.assignor.assigned_actives() if tp.topic == self.mentions_topic}
+        return Ownership.of(self.partitions, owned)
+
     def ready(self) -> bool:
         """Counts are complete enough to judge: recovery from the changelog is done."""
         app = self.app
@@ -371,7 +378,8 @@ class MentionCounter:
                 slim = post.model_copy(update={"orgs": [org], "text": post.text[:2000]})
                 # Sent inside the agent, Faust publishes it before committing the
                 # source offset, so a crash re-routes rather than loses it.
-                await self.mentions.send(key=org.encode(), value=slim.to_bytes())
+                await self.mentions.send(key=org.encode(), value=slim.to_bytes(),
+                                         partition=partition_for_org(org, self.partitions))
 
     async def _count(self, stream):
         async for event in stream.events():

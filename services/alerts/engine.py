@@ -4,6 +4,15 @@ Each (rule, org) is judged by :func:`rules.evaluate` when a mention of the
 organization was counted and, for every rule and organization, every
 ``alerts.evaluate_interval`` (so an alert resolves when posts stop coming).
 
+With several replicas, each judges only the organizations it owns: those of
+its assigned mentions partitions (:mod:`.ownership`), whose counts it holds.
+An ``org: "*"`` rule is so judged for every organization, each by its owner.
+After a rebalance the new owner finds the alert state in Redis (a firing
+alert stays firing, with its alert id) and the counts restored from the
+changelog. Every state write is a compare-and-set on the version the decision
+was made on (:mod:`.state_script`), so a replica that has not yet noticed it
+lost an organization cannot fire it a second time or lose the owner's update.
+
 A decision that emits goes through the outbox in three steps:
 
 1. the new state and the event are written to Redis together (``pending``);
@@ -30,6 +39,7 @@ from . import rules as R
 from .counts import CountBuckets
 from .metrics import AlertsMetrics
 from .outbox import AlertEventPublisher
+from .ownership import Ownership
 from .ruleset import merge
 from .store import AlertsStore, StoredAlert
 from .windows import Window, trailing_windows, window_for
@@ -67,7 +77,7 @@ class DirtyOrgs:
 class Engine:
     def __init__(self, settings: Settings, store: AlertsStore, counts: CountBuckets, publisher: AlertEventPublisher,
                  metrics: AlertsMetrics, *, ready: Callable[[], bool], clock: Callable[[], datetime] = utcnow,
-                 dirty: DirtyOrgs | None = None):
+                 dirty: DirtyOrgs | None = None, ownership: Callable[[], Ownership] | None = None):
         self.settings = settings
         self.store = store
         self.counts = counts
@@ -76,6 +86,9 @@ class Engine:
         self.ready = ready
         self.clock = clock
         self.dirty = dirty or DirtyOrgs()
+        # None: a single engine that owns every organization (tests, `lyssna` tools).
+        self.ownership = ownership
+        self._owned: Ownership | None = None
         self._warned: set[str] = set()
         self.last_pass: datetime | None = None
 
@@ -109,13 +122,27 @@ class Engine:
             if full:
                 next_full = loop.time() + interval
 
+    def _owns(self) -> Callable[[str], bool]:
+        if self.ownership is None:
+            return lambda org: True
+        owned = self.ownership()
+        if owned != self._owned:
+            log.info("judging the organizations of mentions partitions %s", owned.describe(),
+                     extra={"partitions": sorted(owned.owned)})
+            self._owned = owned
+        return owned.owns
+
     async def evaluate(self, only_orgs: set[str] | None = None) -> list[AlertEvent]:
         """One pass: republish pending outbox events, then judge every rule for
-        ``only_orgs`` (all organizations when None). Returns the events emitted."""
-        stored = await self.store.alerts()
-        for alert in stored.values():
-            if alert.pending:
-                await self._publish_pending(alert)
+        ``only_orgs`` (all organizations when None), each only for the organizations
+        this replica owns. Returns the events emitted."""
+        owns = self._owns()
+        stored = {k: a for k, a in (await self.store.alerts()).items() if owns(a.org)}
+        pending = [a for a in stored.values() if a.pending]
+        for alert in pending:
+            await self._publish_pending(alert)
+        if pending:
+            stored = {k: a for k, a in (await self.store.alerts()).items() if owns(a.org)}
         rule_list, problems = merge(self.settings, await self.store.api_rules())
         for p in problems:
             if p not in self._warned:
@@ -131,17 +158,20 @@ class Engine:
         for rule in rule_list:
             firing = [org for (name, org), a in stored.items() if name == rule.name and a.rule_state.firing]
             for org in R.evaluation_orgs(rule, counted, firing):
-                if only_orgs is not None and org not in only_orgs:
+                if (only_orgs is not None and org not in only_orgs) or not owns(org):
                     continue
                 prev = stored.get((rule.name, org))
-                event = await self._judge(rule, org, prev.rule_state if prev else None, now, since)
+                if prev is not None and prev.pending:
+                    continue  # another replica is publishing its event; judged on the next pass
+                event = await self._judge(rule, org, prev, now, since)
                 if event is not None:
                     emitted.append(event)
         self.last_pass = now
         return emitted
 
-    async def _judge(self, rule: RuleConfig, org: str, state: R.RuleState | None, now: datetime,
+    async def _judge(self, rule: RuleConfig, org: str, prev: StoredAlert | None, now: datetime,
                      since: datetime) -> AlertEvent | None:
+        state = prev.rule_state if prev else None
         window = window_for(now, rule.window)
         decision, current = self._decide(rule, org, window, state, now, since)
         late = self.settings.alerts.late_fire
@@ -159,7 +189,11 @@ class Engine:
             samples = pick_samples(rule, window, await self.store.recent_samples(org),
                                    self.settings.alerts.samples_per_alert)
         event = R.make_event(rule, org, decision, window=window, current=current, samples=samples)
-        await self.store.save_decision(rule.name, org, decision.state, event)
+        if not await self.store.save_decision(rule.name, org, decision.state, event,
+                                              expected_version=prev.version if prev else 0):
+            log.info("alert state changed by another replica; judged again on the next pass",
+                     extra={"rule": rule.name, "org": org})
+            return None
         await self.publisher.publish(event)
         await self.store.clear_pending(rule.name, org, event.event_id)
         self.metrics.events.labels(rule.name, event.state.value).inc()

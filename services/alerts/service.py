@@ -7,6 +7,13 @@ URL must be safe (:mod:`lyssna.common.urlsafety`), every ``secret_env`` must hol
 stop it cleanly (Faust commits, in-flight deliveries are cancelled and stay
 queued); after SIGKILL, Kafka offsets, the changelog and the Redis state let
 the next start continue where this one was.
+
+Run as many replicas as you like with one ``alerts.app_id``: Faust's consumer
+group gives each the organizations of some mentions partitions to count and
+judge (:mod:`.ownership`); when one dies, the others take its partitions over
+from the changelog once its Kafka session ends. The outbox reader shares the
+events topic through its own group, and every replica's delivery worker takes
+deliveries from the one Redis queue under a lease.
 """
 
 from __future__ import annotations
@@ -135,7 +142,7 @@ class AlertsService:
         self.counter = MentionCounter(s, on_counted=dirty.mark, save_sample=self.store.add_sample,
                                       on_deadletter=lambda: self.metrics.deadletters.labels(SERVICE).inc())
         self.engine = Engine(s, self.store, self.counter.counts, self.outbox, self.metrics,
-                             ready=self.counter.ready, dirty=dirty)
+                             ready=self.counter.ready, dirty=dirty, ownership=self.counter.ownership)
         self.metrics.declare([r.name for r in s.rules], [w.name for w in s.webhooks])
 
         await self.reader.start()

@@ -24,6 +24,7 @@ from lyssna.common.contracts import AlertEvent, AlertState, ClassifiedPost, utcn
 
 from .rules import RuleState
 from .silences import Silence
+from .state_script import SAVE_STATE
 
 SAMPLES_KEPT = 200  # recent posts per organization to pick alert samples from
 SAMPLE_TEXT_CHARS = 1000
@@ -102,6 +103,8 @@ class StoredAlert(BaseModel):
     org: str
     state: dict[str, Any]
     pending: str | None = None  # AlertEvent JSON written before publishing, cleared after
+    # Bumped by every write; a write names the version it was decided on (see .state_script).
+    version: int = 0
 
     @property
     def rule_state(self) -> RuleState:
@@ -141,6 +144,7 @@ class AlertsStore:
         self.retention_s = max(int(history_retention.total_seconds()), 60)
         self._create = redis.register_script(_CREATE)
         self._claim = redis.register_script(_CLAIM)
+        self._save_state = redis.register_script(SAVE_STATE)
 
     def k(self, *parts: str) -> str:
         return self.p + ":".join(parts)
@@ -185,30 +189,47 @@ class AlertsStore:
             out[(a.rule, a.org)] = a
         return out
 
-    async def save_decision(self, rule: str, org: str, state: RuleState, event: AlertEvent) -> None:
+    async def _write_state(self, stored: StoredAlert, expected: int, active: str = "",
+                           alert_id: str = "", active_json: str = "") -> bool:
+        new = stored.model_copy(update={"version": expected + 1})
+        return bool(await self._save_state(
+            keys=[self.k("state"), self.k("active")],
+            args=[self._state_field(stored.rule, stored.org), expected, new.model_dump_json(), active,
+                  alert_id, active_json]))
+
+    async def save_decision(self, rule: str, org: str, state: RuleState, event: AlertEvent, *,
+                            expected_version: int) -> bool:
         """Remember the new state together with the event it emits, before the
-        event is published: a crash after this publishes the same event again."""
+        event is published: a crash after this publishes the same event again.
+
+        Only if the alert is still at ``expected_version`` (the version the
+        decision was made on); False when another replica wrote it meanwhile, and
+        then nothing was written and the event must not be published."""
         stored = StoredAlert(rule=rule, org=org, state=state.to_dict(), pending=event.model_dump_json())
-        pipe = self.redis.pipeline(transaction=True)
-        pipe.hset(self.k("state"), self._state_field(rule, org), stored.model_dump_json())
         if event.state == AlertState.firing:
-            pipe.hset(self.k("active"), event.alert_id, json.dumps({
+            return await self._write_state(stored, expected_version, "set", event.alert_id, json.dumps({
                 "alert_id": event.alert_id, "rule": rule, "org": org,
                 "fired_at": event.occurred_at.isoformat(), "event": event.model_dump(mode="json")}))
-        else:
-            pipe.hdel(self.k("active"), event.alert_id)
-        await pipe.execute()
+        return await self._write_state(stored, expected_version, "del", event.alert_id)
 
-    async def clear_pending(self, rule: str, org: str, event_id: str) -> None:
-        field = self._state_field(rule, org)
-        raw = await self.redis.hget(self.k("state"), field)
-        if not raw:
-            return
-        stored = StoredAlert.model_validate_json(raw)
-        pending = stored.pending_event
-        if pending is not None and pending.event_id == event_id:
-            stored.pending = None
-            await self.redis.hset(self.k("state"), field, stored.model_dump_json())
+    async def get_alert(self, rule: str, org: str) -> StoredAlert | None:
+        raw = await self.redis.hget(self.k("state"), self._state_field(rule, org))
+        return StoredAlert.model_validate_json(raw) if raw else None
+
+    async def clear_pending(self, rule: str, org: str, event_id: str) -> StoredAlert | None:
+        """Clear the pending event ``event_id`` once Kafka has it; the stored alert
+        after clearing, or None when it is not (or no longer) pending.
+
+        Compare-and-set, retried: a concurrent write of the alert (a new
+        decision with its own pending event) is never overwritten by this one."""
+        while True:
+            stored = await self.get_alert(rule, org)
+            pending = stored.pending_event if stored else None
+            if pending is None or pending.event_id != event_id:
+                return None
+            cleared = stored.model_copy(update={"pending": None})
+            if await self._write_state(cleared, stored.version):
+                return cleared.model_copy(update={"version": stored.version + 1})
 
     async def forget_rule(self, rule: str) -> None:
         """Drop a deleted rule's alerts from the state and the active list."""

@@ -18,6 +18,7 @@ import yaml
 
 from kafka import KafkaProducer
 
+from lyssna.alerts.outbox import AlertEventPublisher
 from lyssna.common.config import Settings
 from lyssna.common.contracts import AlertEvent, ClassifiedPost, DeadLetter, ModelInfo
 from tests.helpers.kafka_io import eventually, free_port, read_all  # noqa: F401  (re-exported)
@@ -181,3 +182,17 @@ async def firing_delivery(client: httpx.AsyncClient, rule: str, org: str, *,
     deliveries = (await client.get(f"/v1/alerts/{firing[0]['alert_id']}/deliveries")).json()["deliveries"]
     mine = [d for d in deliveries if d["event_id"] == firing[0]["event_id"] and status in (None, d["status"])]
     return mine[0] if mine else None
+
+
+
+class RecordingPublisher(AlertEventPublisher):
+    """The real outbox publisher (Kafka), remembering what this replica published,
+    for tests that check each round rather than read the topic every time."""
+
+    def __init__(self, settings: Settings):
+        super().__init__(settings)
+        self.sent: list[AlertEvent] = []
+
+    async def publish(self, event: AlertEvent) -> None:
+        await super().publish(event)
+        self.sent.append(event)
