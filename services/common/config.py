@@ -106,6 +106,24 @@ class IngestSettings(ApiServerSettings):
                                      description="a created_at further in the future is replaced by the fetch time")
     max_post_age: Duration = Field(timedelta(days=3650),
                                    description="a created_at older than this is replaced by the fetch time")
+    connectors_group: str | None = Field(
+        None, pattern=r"^[A-Za-z0-9_.-]+$",
+        description="Kafka consumer group (and its one-partition-per-source topic) through which ingest replicas "
+                    "share the sources, each polled by one replica; default: from redis.key_prefix "
+                    "(lyssna: -> lyssna.ingest-connectors), so replicas sharing cursors share the sources")
+    connectors_session_timeout: Duration = Field(
+        timedelta(seconds=10),
+        description="a replica silent for this long loses its sources to another replica (takeover after kill "
+                    "-9: about this plus a third of it); the broker allows 6s to 30m by default")
+
+    @field_validator("connectors_session_timeout")
+    @classmethod
+    def _session_in_broker_bounds(cls, v: timedelta) -> timedelta:
+        if not timedelta(seconds=1) <= v <= timedelta(minutes=30):
+            raise ValueError(f"{format_duration(v)} is outside what Kafka brokers accept. Fix: set "
+                             f"ingest.connectors_session_timeout between 1s and 30m, and within the broker's "
+                             f"group.min.session.timeout.ms and group.max.session.timeout.ms (6s and 30m by default)")
+        return v
 
 
 class ClassifySettings(ServerSettings):
@@ -397,6 +415,7 @@ ENV_OVERRIDES: dict[str, tuple[str, ...]] = {
     "LYSSNA_REDIS_PREFIX": ("redis", "key_prefix"),
     "LYSSNA_INGEST_HOST": ("ingest", "host"),
     "LYSSNA_INGEST_PORT": ("ingest", "port"),
+    "LYSSNA_INGEST_CONNECTORS_GROUP": ("ingest", "connectors_group"),
     "LYSSNA_CLASSIFY_HOST": ("classify", "host"),
     "LYSSNA_CLASSIFY_PORT": ("classify", "port"),
     "LYSSNA_ALERTS_HOST": ("alerts", "host"),

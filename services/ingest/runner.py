@@ -7,6 +7,10 @@ whose cursor was not stored yet, and dedup absorbs what of them was already
 produced. Kafka or Redis being down pauses the connector (the batch is retried,
 never dropped); a failing source is restarted from its stored cursor after a
 growing delay.
+
+In the service the runner is shared (``share``): several ingest replicas read
+the same ``sources:``, and each runs only the sources Kafka's group membership
+assigns to it, writing cursors under a fencing token (``assignment.py``).
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import httpx
 
 from lyssna.common.config import Settings
 
+from .assignment import ConnectorGroup, Fenced, FencedCursorStore, group_name, slots
 from .connectors.base import Batch, Connector, CursorStore, backoff_delay, connector_name
 from .metrics import IngestMetrics
 from .normalize import Rejection
@@ -55,14 +60,45 @@ class ConnectorRunner:
         self._delivering: set[asyncio.Task] = set()
         #: Connectors that reached their end (a replayed file), by name.
         self.finished: set[str] = set()
+        #: Set by ``share``: the group that assigns sources to this replica.
+        self.group: ConnectorGroup | None = None
+        #: How long a fenced connector waits before claiming its source again.
+        self.fenced_retry_s = 10.0
+
+    def share(self, settings: Settings) -> None:
+        """Run only the sources Kafka assigns to this replica (``assignment.py``);
+        the cursor store must be a :class:`FencedCursorStore`."""
+        if not isinstance(self.cursors, FencedCursorStore):
+            raise TypeError("a shared runner writes its cursors through a FencedCursorStore")
+        ing = settings.ingest
+        self.fenced_retry_s = ing.connectors_session_timeout.total_seconds()
+        self.group = ConnectorGroup(
+            settings.kafka.bootstrap_servers, ing.connectors_group or group_name(settings.redis.key_prefix),
+            slots(c.cursor_key for c in self.connectors), session_timeout_s=self.fenced_retry_s,
+            replication_factor=settings.kafka.replication_factor,
+            min_insync_replicas=settings.kafka.min_insync_replicas,
+            start_keys=self._start_keys, stop_keys=self._halt)
 
     def start(self) -> None:
+        """Every connector, or, when shared, those the group assigns from now on."""
+        if self.group is not None:
+            self.group.start()
+            return
         for c in self.connectors:
+            self._start(c)
+
+    def _start(self, c: Connector) -> None:
+        if c.name not in self._tasks:
             self._tasks[c.name] = asyncio.create_task(self.run_connector(c), name=f"connector:{c.name}")
 
-    async def stop(self, grace_s: float = STOP_GRACE_S) -> None:
-        """Stop reading; a batch already on its way to Kafka may finish (acks and cursor)
-        within ``grace_s``, so a clean stop does not leave work to be redone."""
+    async def _start_keys(self, keys: set[str]) -> None:
+        for c in self.connectors:
+            if c.cursor_key in keys:
+                self._start(c)
+
+    async def _halt(self, grace_s: float = STOP_GRACE_S) -> None:
+        """Stop every running connector; a batch already on its way to Kafka may finish
+        (acks and cursor) within ``grace_s``, so a clean stop does not leave work to be redone."""
         for task in self._tasks.values():
             task.cancel()
         await asyncio.gather(*self._tasks.values(), return_exceptions=True)
@@ -72,6 +108,13 @@ class ConnectorRunner:
             for task in late:
                 task.cancel()
             await asyncio.gather(*late, return_exceptions=True)
+
+    async def stop(self, grace_s: float = STOP_GRACE_S) -> None:
+        """Stop reading (and, when shared, leave the group after the connectors stopped,
+        so the next owner never overlaps with this one), then close the connectors."""
+        if self.group is not None:
+            await self.group.stop()
+        await self._halt(grace_s)
         for c in self.connectors:
             try:
                 await c.aclose()
@@ -86,6 +129,8 @@ class ConnectorRunner:
         failures = 0
         while True:
             try:
+                if isinstance(self.cursors, FencedCursorStore):
+                    await self.cursors.claim(c.cursor_key)  # before reading: fences older owners
                 cursor = await self.cursors.get(c.cursor_key)
                 log.info("connector starting", extra={"connector": c.name, "cursor": cursor})
                 batches = c.batches(cursor)
@@ -106,6 +151,13 @@ class ConnectorRunner:
                 return
             except asyncio.CancelledError:
                 raise
+            except Fenced:
+                # Another replica took the source over (Kafka dropped this one); Kafka
+                # will revoke it here within a session. Claiming it back sooner would
+                # only fence the new owner in turn.
+                log.warning("connector fenced by a newer owner; pausing it", extra={
+                    "connector": c.name, "retry_in_s": self.fenced_retry_s})
+                await self._sleep(self.fenced_retry_s)
             except Exception as e:  # noqa: BLE001 - a connector must never take the service down
                 failures += 1
                 self.metrics.connector_errors.labels(c.name).inc()

@@ -19,7 +19,7 @@ from lyssna.common.redis_policy import refuse_evicting_redis
 from lyssna.common.runtime import EmbeddedServer, first_crash, run_until_signal
 
 from .app import build_state, create_app
-from .connectors.base import CursorStore
+from .assignment import FencedCursorStore
 from .metrics import IngestMetrics
 from .runner import ConnectorRunner, build_connectors
 
@@ -48,8 +48,10 @@ class IngestService:
         if problem:
             log.warning("kafka not reachable at start-up; answering 503 until it is", extra={"error": problem})
         if self.run_connectors and s.sources:
+            # Shared: each source is polled by the one replica Kafka assigns it to (assignment.py).
             self.runner = ConnectorRunner(build_connectors(s), self.state.pipeline,
-                                          CursorStore(self.state.redis, s.redis.key_prefix), self.state.metrics)
+                                          FencedCursorStore(self.state.redis, s.redis.key_prefix), self.state.metrics)
+            self.runner.share(s)
             self.runner.start()
         if self.serve_http:
             self.server = EmbeddedServer.for_app(self.app, s.ingest.host, s.ingest.port)

@@ -66,6 +66,7 @@ class Seen:
     query: dict[str, list[str]]
     headers: dict[str, str]
     status: int = 0
+    client: tuple[str, int] = ("", 0)    # the requester's address and port
 
 
 class _Server:
@@ -85,7 +86,8 @@ class _Server:
 
             def do_GET(self):  # noqa: N802 - http.server's naming
                 parts = urlsplit(self.path)
-                seen = Seen(parts.path, parse_qs(parts.query), {k.lower(): v for k, v in self.headers.items()})
+                seen = Seen(parts.path, parse_qs(parts.query), {k.lower(): v for k, v in self.headers.items()},
+                            client=self.client_address[:2])
                 outer.requests.append(seen)
                 status, headers, body = outer.handle(seen)
                 seen.status = status
