@@ -51,8 +51,6 @@ from typing import Any
 import redis.asyncio as aioredis
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener
 
-from lyssna.common.kafka_admin import resolve_replication
-
 from .connectors.base import CursorStore, backoff_delay
 
 log = logging.getLogger(__name__)
@@ -144,8 +142,7 @@ class ConnectorGroup:
     (the topic has none); its loop only keeps the membership alive."""
 
     def __init__(self, bootstrap_servers: str, group: str, slot_of: Mapping[str, int], *,
-                 session_timeout_s: float, replication_factor: int | str = "auto",
-                 min_insync_replicas: int | str = "auto",
+                 session_timeout_s: float, replication_factor: int = 1, min_insync_replicas: int = 1,
                  start_keys: Callable[[set[str]], Awaitable[None]],
                  stop_keys: Callable[[], Awaitable[None]]):
         self.bootstrap_servers = bootstrap_servers
@@ -235,7 +232,7 @@ class ConnectorGroup:
         admin = KafkaAdminClient(bootstrap_servers=self.bootstrap_servers, client_id=f"{self.group}-admin",
                                  request_timeout_ms=10_000)
         try:
-            rf, isr = resolve_replication(self.bootstrap_servers, *self._layout, admin=admin)  # "auto" decided
+            rf, isr = self._layout
             try:
                 admin.create_topics({self.group: {"num_partitions": want, "replication_factor": rf,
                                                   "configs": {"min.insync.replicas": str(isr)}}})
