@@ -177,6 +177,7 @@ def _is_word(ch: str) -> bool:
 # --------------------------------------------------------------------------- #
 
 _HANDLE, _OTHER = 0, 1
+_SLIP, _ENDING = "slip", "ending"  # variants.edit_kind
 
 
 class MentionMatcher:
@@ -239,18 +240,14 @@ class MentionMatcher:
         if self._empty or not text:
             return []
         folded, offsets = fold(text)
-        fixes: list[tuple[int, int, bool]] = []
-        if self._typos:
-            folded, offsets, fixes = self._correct_typos(folded, offsets)
-        candidates: list[tuple[int, int, tuple[int, ...], frozenset[int]]] = []
-        n = len(folded)
-        for last, (length, org_ids, kind, distinctive, multiword) in self._automaton.iter(folded):
-            start, end = last - length + 1, last + 1
-            if fixes and not self._typos_allowed(fixes, start, end, multiword):
-                continue
-            resolved = self._check(folded, n, start, end, kind)
-            if resolved is not None:
-                candidates.append((start, resolved, org_ids, distinctive))
+        typos = self._typo_words(folded) if self._typos else []
+        # A letter added at a word's end is its inflection (Nordviks) far more often
+        # than a typo, so the words are corrected without those first; a second pass
+        # with them corrected too keeps only multi-word names that need one
+        # (Solvikh Havbruk).
+        candidates = self._candidates(text, folded, offsets, [t for t in typos if t[2][1] != _ENDING], False)
+        if any(t[2][1] == _ENDING for t in typos):
+            candidates += self._candidates(text, folded, offsets, typos, True)
         if not candidates:
             return []
 
@@ -266,49 +263,70 @@ class MentionMatcher:
         # flood reviewers with job-ad spam. Links are found once per text, only
         # for texts with a candidate, and looked up per candidate.
         links = link_spans(text)
-        for start, end, org_ids, distinctive in candidates:
-            if start < taken_until:
+        for o_start, o_end, org_ids, distinctive in candidates:
+            if o_start < taken_until:
                 continue
-            taken_until = end
-            o_start, o_end = self._to_original(text, offsets, start, end)
+            taken_until = o_end
             if overlaps(links, o_start, o_end):
                 continue
             surface = text[o_start:o_end]
             out.extend(Mention(self._names[i], o_start, o_end, surface, i in distinctive) for i in org_ids)
         return out
 
+    def _candidates(self, text: str, folded: str, offsets: list[int] | None, typos: list,
+                    endings_only: bool) -> list[tuple[int, int, tuple[int, ...], frozenset[int]]]:
+        """Terms found in ``folded`` with ``typos`` corrected, as original-text spans."""
+        fixes: list[tuple[int, int, str]] = []
+        if typos:
+            folded, offsets, fixes = self._corrected(folded, offsets, typos)
+        out = []
+        n = len(folded)
+        for last, (length, org_ids, kind, distinctive, multiword) in self._automaton.iter(folded):
+            start, end = last - length + 1, last + 1
+            if fixes and not self._typos_allowed(fixes, start, end, multiword, endings_only):
+                continue
+            resolved = self._check(folded, n, start, end, kind)
+            if resolved is not None:
+                out.append((*self._to_original(text, offsets, start, resolved), org_ids, distinctive))
+        return out
+
     @staticmethod
-    def _typos_allowed(fixes: list[tuple[int, int, bool]], start: int, end: int, multiword: bool) -> bool:
+    def _typos_allowed(fixes: list[tuple[int, int, str]], start: int, end: int, multiword: bool,
+                       endings_only: bool) -> bool:
         """At most one corrected word per name; any typo inside a multi-word name, only
         a slip in a one-word name (variants.TypoIndex says why)."""
-        inside = [slip for s, e, slip in fixes if s < end and e > start]
-        return not inside or (len(inside) == 1 and (multiword or inside[0]))
+        inside = [kind for s, e, kind in fixes if s < end and e > start]
+        if endings_only:
+            return inside == [_ENDING] and multiword
+        return not inside or (len(inside) == 1 and (multiword or inside[0] == _SLIP))
 
-    def _correct_typos(self, folded: str, offsets: list[int] | None
-                       ) -> tuple[str, list[int] | None, list[tuple[int, int, bool]]]:
-        """``folded`` with each word that is a typo of a watched name word replaced by
-        that word, the offset map updated to match, and where the replacements are
-        (start, end, slip) in the new text.
-
-        Runs before the automaton so that a corrected word still combines with
-        suffixes and the rest of a multi-word name. Handles are identifiers, never
-        corrected (@nordvk is someone else's account).
-        """
+    def _typo_words(self, folded: str) -> list[tuple[int, int, tuple[str, str]]]:
+        """(start, end, (watched word, kind)) for each word of ``folded`` that is a typo
+        of a watched name word. Handles are identifiers, never corrected (@nordvk is
+        someone else's account)."""
         typos = self._typos
-        found = [(m.start(), m.end(), hit) for m in _WORDS(folded)
-                 if typos.could_be_typo(w := m.group()) and (m.start() == 0 or folded[m.start() - 1] != "@")
-                 and (hit := typos.lookup(w)) is not None]
-        if not found:
-            return folded, offsets, []
+        return [(m.start(), m.end(), hit) for m in _WORDS(folded)
+                if typos.could_be_typo(w := m.group()) and (m.start() == 0 or folded[m.start() - 1] != "@")
+                and (hit := typos.lookup(w)) is not None]
+
+    @staticmethod
+    def _corrected(folded: str, offsets: list[int] | None, typos: list
+                   ) -> tuple[str, list[int], list[tuple[int, int, str]]]:
+        """``folded`` with each typo replaced by the watched word, the offset map updated
+        to match, and where the replacements are (start, end, kind) in the new text.
+
+        Correcting before the automaton runs lets a corrected word combine with
+        suffixes and the rest of a multi-word name.
+        """
         base = offsets if offsets is not None else range(len(folded))
         chars: list[str] = []
         new_offsets: list[int] = []
-        fixes: list[tuple[int, int, bool]] = []
+        fixes: list[tuple[int, int, str]] = []
         pos = 0
-        for start, end, (token, slip) in found:
+        for start, end, (token, kind) in typos:
             chars.append(folded[pos:start])
             new_offsets.extend(base[pos:start])
-            fixes.append((len(new_offsets), len(new_offsets) + len(token), slip))
+            fixes.append((len(new_offsets), len(new_offsets) + len(token), kind))
             chars.append(token)
             # Every letter of the replacement maps into the word it replaces, the last
             # onto its last, so the surface quotes the whole word as written.

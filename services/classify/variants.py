@@ -147,10 +147,12 @@ def edit_kind(word: str, target: str) -> str | None:
     """How ``word`` is one edit from ``target``: ``"slip"`` (a neighbouring key hit
     instead, two letters swapped, a letter doubled or a double letter written
     once: what fingers do), ``"edit"`` (any other substitution, insertion or
-    deletion), or None (no edit, more than one, or at the first letter).
+    deletion), ``"ending"`` (a letter added after the last one), or None (no
+    edit, more than one, or at the first letter).
 
-    A letter added after the last one is a suffix (Nordviks, Pluton), not a
-    typo, unless it doubles the last letter (Solvikk).
+    An ending is kept apart because it is usually an inflection (Nordviks,
+    Pluton), handled by the matcher's suffix rules; only inside a multi-word
+    name is it a typo (Solvikh Havbruk). A doubled last letter is a slip (Solvikk).
     """
     if word == target or len(word) < 2 or word[0] != target[0]:
         return None
@@ -175,7 +177,7 @@ def edit_kind(word: str, target: str) -> str | None:
     # Letter i of the longer word is the extra one; with the first letters equal, i > 0.
     doubled = longer[i] == longer[i - 1] or (i + 1 < len(longer) and longer[i] == longer[i + 1])
     if lw > lt and i == lw - 1 and not doubled:
-        return None  # an ending, not a typo
+        return "ending"
     return "slip" if doubled else "edit"
 
 
@@ -183,7 +185,8 @@ class TypoIndex:
     """Watched name words by their one-deletion neighbourhood.
 
     ``lookup(word)`` returns the watched word that ``word`` is a typo of and
-    whether the typo is a slip, or None. A word that is itself watched is never
+    the kind of typo (``edit_kind``; a slip only in a word of at least
+    ``MIN_TYPO_LETTERS`` letters, else an edit), or None. A word that is itself watched is never
     a typo of another. Which typos count is the matcher's decision: any one
     edit inside a multi-word name (the other words anchor it), only a slip for
     a name of one word of at least ``MIN_TYPO_LETTERS`` letters.
@@ -212,7 +215,7 @@ class TypoIndex:
         """The cheap pre-check that rules out almost every word of a post."""
         return len(word) in self._lengths and word[0] in self._firsts and word not in self._exact
 
-    def lookup(self, word: str) -> tuple[str, bool] | None:
+    def lookup(self, word: str) -> tuple[str, str] | None:
         if not self.could_be_typo(word):
             return None
         found: dict[str, str] = {}
@@ -224,4 +227,4 @@ class TypoIndex:
         if len(found) != 1:
             return None
         ((token, kind),) = found.items()
-        return token, kind == "slip" and len(token) >= MIN_TYPO_LETTERS
+        return token, "edit" if kind == "slip" and len(token) < MIN_TYPO_LETTERS else kind

@@ -132,6 +132,8 @@ def test_hyphenated_compounds_match(matcher: MentionMatcher, text: str) -> None:
         ("Kærsgaardd Medico er kåret", KAERS),             # last letter doubled
         ("Kärsgård Medco söker testare", KAERS),           # a typo on top of a Nordic spelling
         ("Vaskisal Oyj is hiring", VASKI),                 # multi-word alias, last letter dropped
+        ("Skärholth Maskin söker", SKAR),                  # a letter added at a word's end...
+        ("Tornquist & Wahle stellt ein", TORN),            # ...is a typo inside a multi-word name
         ("Vaskisallo is hiring metallurgists", VASKI),     # one-word name: a doubled letter
         ("Skärhollt levererar", SKAR),                     # one-word alias: a doubled letter
         ("Bratström har varslat", BRATT),                  # one-word alias: a double written once
@@ -176,8 +178,11 @@ def test_look_alikes_do_not_match(matcher: MentionMatcher, text: str) -> None:
 
 
 def test_suffix_still_beats_typo(matcher: MentionMatcher) -> None:
-    # "Skärholts" is the genitive, not a typo of anything: it matches exactly.
+    # "Skärholts" is the genitive, not a typo of anything: it matches exactly,
+    # alone and in the whole name.
     assert matcher.find("Skärholts montörer") == [SKAR]
+    [m] = matcher.find_spans("Skärholts Maskin")
+    assert m.surface == "Skärholts Maskin"
 
 
 # --------------------------------------------------------------------------- #
@@ -197,7 +202,7 @@ def test_suffix_still_beats_typo(matcher: MentionMatcher) -> None:
         ("sternwad", "sternwald", "edit"),
         ("sternwald", "sternwald", None),   # no edit
         ("xternwald", "sternwald", None),   # first letter
-        ("sternwalds", "sternwald", None),  # an ending
+        ("sternwalds", "sternwald", "ending"),  # a letter added at the end
         ("sternwaldd", "sternwald", "slip"),  # a doubled last letter is a slip
         ("stirnwalf", "sternwald", None),   # two edits
     ],
@@ -209,7 +214,7 @@ def test_edit_kind(word: str, target: str, kind: str | None) -> None:
 def test_typo_index_refuses_a_word_close_to_two_names() -> None:
     index = TypoIndex(["hedlund", "hedlung"])
     assert index.lookup("hedlunb") is None
-    assert index.lookup("hedlnd") == ("hedlund", False)
+    assert index.lookup("hedlnd") == ("hedlund", "edit")
 
 
 def test_typo_index_never_corrects_a_known_spelling() -> None:
