@@ -10,7 +10,8 @@ same one that shares ``lyssna.posts.raw`` between classify workers), not a
 home-made one: a replica that dies stops heartbeating, the broker drops it after
 ``ingest.connectors_session_timeout``, and the partitions it held are assigned
 to the replicas still alive. A replica that stops cleanly leaves the group at
-once, so its sources move without waiting for the timeout. The assignment is
+once and the others learn of it at their next heartbeat (a third of the
+timeout), so its sources move without waiting for the timeout. The assignment is
 eager: every member stops its connectors before a rebalance (``on_partitions_
 revoked``) and starts the ones it is given after it, so two live members never
 run one source at the same time.

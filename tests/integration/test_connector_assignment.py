@@ -111,11 +111,11 @@ def test_a_source_is_polled_by_one_replica_and_taken_over_after_kill_9(infra, to
     bootstrap = infra.bootstrap_servers
     with AttributedFeedServer(rss(2)) as srv:
         url = f"{srv.base}/acme/feed.xml"
-        ids = entry_ids(url, 5)
+        ids = entry_ids(url, 7)
         config = tmp_path / "lyssna.yaml"
         config.write_text(
             "ingest:\n  connectors_session_timeout: 6s\n"
-            f"sources:\n  - type: rss\n    name: shared-feed\n    url: {url}\n    interval: 1s\n"
+            f"sources:\n  - type: rss\n    name: shared-feed\n    url: {url}\n    interval: 2s\n"
             "    allow_private_network: true\n", encoding="utf-8")
         env = {"KAFKA_BOOTSTRAP_SERVERS": bootstrap, "REDIS_URL": infra.redis_url, "LYSSNA_REDIS_PREFIX": redis_prefix,
                "LYSSNA_API_KEY": API_KEY, **topics.as_env()}
@@ -134,14 +134,18 @@ def test_a_source_is_polled_by_one_replica_and_taken_over_after_kill_9(infra, to
             def on_topic() -> Counter:
                 return Counter(topic_ids(bootstrap, topics.posts_raw))
 
-            # Both replicas in the group, the group settled: from here on, one polls.
-            wait_for(lambda: group_members(bootstrap, group_name(redis_prefix)) == 2, what="a stable group of two")
-            settled = len(srv.fetches)
-            wait_for(lambda: len(srv.fetches) >= settled + 3, what="three polls")
-            polled_by = {f.pid for f in srv.fetches[settled:]}
-            assert len(polled_by) == 1 and None not in polled_by, f"polled by {polled_by} of {srv.pids}"
-            owner = next(r for r in replicas if r.proc.pid in polled_by)
-            other = next(r for r in replicas if r is not owner)
+            def the_poller() -> tuple[ServiceProcess, ServiceProcess]:
+                """Once both replicas are in the settled group, one polls: (it, the other)."""
+                wait_for(lambda: group_members(bootstrap, group_name(redis_prefix)) == 2,
+                         what="a stable group of two")
+                settled = len(srv.fetches)
+                wait_for(lambda: len(srv.fetches) >= settled + 3, what="three polls")
+                polled_by = {f.pid for f in srv.fetches[settled:]}
+                assert len(polled_by) == 1 and None not in polled_by, f"polled by {polled_by} of {srv.pids}"
+                owner = next(r for r in replicas if r.proc.pid in polled_by)
+                return owner, next(r for r in replicas if r is not owner)
+
+            owner, other = the_poller()
             wait_for(lambda: set(ids[:2]) <= set(on_topic()), what="entries 1-2 on the topic")
 
             # Entry 3 is taken in by the owner: it polls from the new validator once
@@ -156,13 +160,31 @@ def test_a_source_is_polled_by_one_replica_and_taken_over_after_kill_9(infra, to
             wait_for(lambda: ids[3] in on_topic(), timeout=120, what="entry 4 from the other replica")
             taken = next(f for f in srv.fetches if f.at > killed_at)
             print(f"\nconnector handover after kill -9: {taken.at - killed_at:.2f}s "
-                  f"(session timeout 6s, poll interval 1s)")
+                  f"(session timeout 6s, poll interval 2s)")
             assert taken.pid == other.proc.pid
             assert taken.if_none_match == stored, "the new owner must continue from the stored cursor"
             # Entry 5 after the takeover.
             srv.set_body(rss(5))
             wait_for(lambda: ids[4] in on_topic(), what="entry 5")
             assert {f.pid for f in srv.fetches if f.at > killed_at} == {other.proc.pid}
+
+            # The killed replica comes back and joins; then whichever polls is stopped
+            # cleanly (SIGTERM): it leaves the group, and the other goes on from its cursor.
+            owner.start()
+            srv.pids[:] = [r.proc.pid for r in replicas]
+            owner.wait_ready()
+            owner, other = the_poller()
+            srv.set_body(rss(6))
+            stored = srv.etag
+            wait_for(lambda: any(f.if_none_match == stored and f.pid == owner.proc.pid for f in srv.fetches),
+                     what="the owner's cursor at entry 6")
+            srv.set_body(rss(7))
+            stopped_at = time.monotonic()
+            owner.stop()
+            wait_for(lambda: ids[6] in on_topic(), what="entry 7 from the other replica")
+            taken = next(f for f in srv.fetches if f.at > stopped_at and f.pid == other.proc.pid)
+            print(f"connector handover after SIGTERM: {taken.at - stopped_at:.2f}s")
+            assert taken.if_none_match == stored
             assert on_topic() == Counter(ids), "every entry exactly once"
         finally:
             for r in replicas:
