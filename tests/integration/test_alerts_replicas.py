@@ -115,7 +115,9 @@ async def test_each_replica_judges_only_its_own_orgs_and_a_takeover_keeps_the_al
 async def test_two_delivery_replicas_deliver_each_event_once_per_webhook(settings):
     n = 20
     with WebhookReceiver() as rx1, WebhookReceiver() as rx2:
-        s = alerts_settings(settings, webhooks=[webhook("h1", rx1.url), webhook("h2", rx2.url)])
+        # Few at a time, so each worker comes back to the shared queue several times.
+        s = alerts_settings(settings, webhooks=[webhook("h1", rx1.url), webhook("h2", rx2.url)],
+                            delivery_concurrency=4)
         pub = AlertEventPublisher(s)
         await pub.start()
         t = datetime.now(timezone.utc)
@@ -198,7 +200,8 @@ def test_two_alerts_processes_split_the_orgs_and_the_survivor_of_a_kill_keeps_th
     with WebhookReceiver() as rx:
         config = alerts_config_file(
             tmp_path / "alerts.yaml", organizations=breaching + later,
-            rules=[count_rule("r", threshold=2, window="1h")], webhooks=[webhook("hook", rx.url)])
+            # A long window holds the condition through the handover; 1 min buckets keep its sums short.
+            rules=[count_rule("r", threshold=2, window="6h")], webhooks=[webhook("hook", rx.url)], bucket="1m")
         app_id = f"alerts-replicas-{unique_id}"
         procs = []
         for name in ("a", "b"):
@@ -222,7 +225,7 @@ def test_two_alerts_processes_split_the_orgs_and_the_survivor_of_a_kill_keeps_th
             wait_for(split, timeout=120, what="both replicas judging their own partitions")
             owned_by_a = owned_partitions(a.log_path)
 
-            early_in_window_sync(timedelta(hours=1), need=timedelta(minutes=5))
+            early_in_window_sync(timedelta(hours=6), need=timedelta(minutes=5))
             produce(boot, posts, [classified(org) for org in breaching for _ in range(2)])
 
             def published() -> list[AlertEvent]:
