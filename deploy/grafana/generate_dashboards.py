@@ -247,6 +247,7 @@ MENTIONS = 'lyssna_classify_mentions_total{org=~"$org"}'
 MENTIONS_NEG = 'lyssna_classify_mentions_total{org=~"$org", sentiment="negative"}'
 RATE = 'org_topic_sentiment_lang:lyssna_classify_mentions:rate5m{org=~"$org"}'
 HOUR = 'org_topic_sentiment_lang:lyssna_classify_mentions:increase1h{org=~"$org"}'
+AUTHORS = "lyssna_alerts_distinct_authors"
 HOUR_NEG = 'org_topic_sentiment_lang:lyssna_classify_mentions:increase1h{org=~"$org", sentiment="negative"}'
 
 
@@ -299,6 +300,14 @@ def hr_insights() -> dashboard.Dashboard:
         .with_panel(color_by_sentiment(graph(
             "Mentions per hour by sentiment", "Sentiment toward the mentioned organization.",
             [query(f"sum by (sentiment) ({RATE}) * 3600", "{{sentiment}}")])))
+        .with_panel(graph("Distinct authors per organization, trailing hour",
+                          "How many different people (pseudonyms) wrote the mentions of the hour before "
+                          "each point, in all and with negative sentiment: 20 mentions by 2 authors are "
+                          "not 20 voices. Posts without an author count for no one.",
+                          [query(f'sum by (org) ({AUTHORS}{{org=~"$org", sentiment="all"}})', "{{org}}"),
+                           query(f'sum by (org) ({AUTHORS}{{org=~"$org", sentiment="negative"}})',
+                                 "{{org}} negative")], w=24)
+                    .decimals(0))
 
         .with_row(row("Topics and sentiment"))
         .with_panel(bars("Share of negative mentions per topic",

@@ -45,8 +45,10 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Awaitable, Callable
 
+from prometheus_client.core import GaugeMetricFamily
+
 from lyssna.common.config import MAX_MIN_AUTHORS, Settings
-from lyssna.common.contracts import ClassifiedPost, DeadLetter, as_utc, utcnow
+from lyssna.common.contracts import ClassifiedPost, DeadLetter, Sentiment, as_utc, utcnow
 
 from .ownership import Ownership, partition_for_org
 from .rules import CellKey, cell_keys
@@ -136,6 +138,19 @@ class CountBuckets:
     def seen_key(bucket_key: str, post_hash_: str) -> str:
         return f"{bucket_key}{_SEEN_SEP}{post_hash_}"
 
+    @staticmethod
+    def author_key(bucket_key: str, author_hash_: str) -> str:
+        return f"{bucket_key}{_AUTHOR_SEP}{author_hash_}"
+
+    @staticmethod
+    def _split_sub_key(key: str, sep: str) -> tuple[str, str] | None:
+        """``(bucket key, hash)`` of a seen (``#``) or author (``@``) key, else None. An
+        organization's name may hold "#" or "@": only a hash after a bucket key counts."""
+        bucket_key, found, h = key.rpartition(sep)
+        if found and _HASH.fullmatch(h) and bucket_key.rpartition("|")[2].isdigit():
+            return bucket_key, h
+        return None
+
     # -------------------------------------------------------- index of what exists
 
     def _index(self) -> None:
@@ -148,9 +163,11 @@ class CountBuckets:
         seen: dict[str, set[str]] = {}
         self._authors, self._cell_authors = {}, {}
         for key in list(self.table.keys()):
-            bucket_key, sep, h = key.rpartition(_SEEN_SEP)
-            if sep:
-                seen.setdefault(bucket_key, set()).add(h)
+            if (author := self._split_sub_key(key, _AUTHOR_SEP)) is not None:
+                self._remember_author(*author, set(self.table.get(key) or ()))
+                continue
+            if (counted := self._split_sub_key(key, _SEEN_SEP)) is not None:
+                seen.setdefault(counted[0], set()).add(counted[1])
                 continue
             org, start = self.split_key(key)
             if start < oldest.get(org, start + 1):
@@ -285,6 +302,47 @@ class CountBuckets:
     @staticmethod
     def _to_s(dt: datetime) -> int:
         return int((as_utc(dt) - EPOCH).total_seconds())
+
+
+def authors_by_sentiment(authors: dict[str, set[CellKey]]) -> dict[str, int]:
+    """Distinct authors of any topic and language (:meth:`CountBuckets.authors`): in all
+    (``"all"``) and per sentiment; an author who wrote in two sentiments counts in both."""
+    out = {"all": 0, **{s.value: 0 for s in Sentiment}}
+    for cells in authors.values():
+        sentiments = {c[2] for c in cells if c[1] == "*" and c[3] == "*"}
+        out["all"] += bool(sentiments)
+        for sentiment in sentiments:
+            out[sentiment] = out.get(sentiment, 0) + 1
+    return out
+
+
+class DistinctAuthorsCollector:
+    """``lyssna_alerts_distinct_authors{org, sentiment}``: distinct authors (pseudonyms)
+    of each counted organization's mentions over the trailing hour, computed from the
+    counts when Prometheus scrapes (nothing to keep up to date between scrapes). An
+    organization gets its series as soon as it is counted, zeros included."""
+
+    WINDOW = timedelta(hours=1)
+
+    def __init__(self, counts: CountBuckets, clock: Callable[[], datetime] = utcnow):
+        self.counts, self.clock = counts, clock
+
+    def describe(self):
+        yield self._family()
+
+    @staticmethod
+    def _family() -> GaugeMetricFamily:
+        return GaugeMetricFamily("lyssna_alerts_distinct_authors",
+                                 "Distinct authors of the organization's mentions in the trailing hour "
+                                 f"(exact up to {MAX_AUTHORS_PER_CELL}).", labels=["org", "sentiment"])
+
+    def collect(self):
+        g = self._family()
+        now = self.clock()
+        for org in sorted(self.counts.orgs()):
+            for sentiment, n in authors_by_sentiment(self.counts.authors(org, now - self.WINDOW, now)).items():
+                g.add_metric([org, sentiment], n)
+        yield g
 
 
 # ---------------------------------------------------------------- the Faust app

@@ -37,7 +37,7 @@ from lyssna.common.urlsafety import (AddressPolicy, UnsafeWebhookURL, WebhookURL
                                      why_not_public)
 
 from .api import ApiContext, create_app
-from .counts import MentionCounter
+from .counts import DistinctAuthorsCollector, MentionCounter
 from .delivery import DeliveryWorker, mask_url
 from .engine import DirtyOrgs, Engine
 from .metrics import SERVICE, AlertsMetrics
@@ -144,6 +144,7 @@ class AlertsService:
         self.engine = Engine(s, self.store, self.counter.counts, self.outbox, self.metrics,
                              ready=self.counter.ready, dirty=dirty, ownership=self.counter.ownership)
         self.metrics.declare([r.name for r in s.rules], [w.name for w in s.webhooks])
+        self.metrics.registry.register(DistinctAuthorsCollector(self.counter.counts))
 
         await self.reader.start()
         self._started.append(self.reader)

@@ -9,7 +9,7 @@ from datetime import timedelta
 import pytest
 
 from tests.helpers.alerts_harness import (
-    WINDOW, alerts_settings, classified, count_rule, early_in_window, eventually, produce, read_events,
+    WINDOW, alerts_settings, api, classified, count_rule, early_in_window, eventually, produce, read_events,
     running_alerts, webhook,
 )
 from lyssna.common.pseudonyms import author_pseudonymizer
@@ -56,3 +56,7 @@ async def test_min_authors_holds_back_one_loud_author_and_fires_for_many(setting
             await eventually(lambda: len(rx.ok) >= 1, what="the delivery")
             body = rx.ok[0].json
             assert (body["organization"], body["count"], body["authors"]) == ("Globex", 6, 3)
+            async with api(svc) as client:
+                metrics = (await client.get("/metrics")).text
+            assert 'lyssna_alerts_distinct_authors{org="Acme",sentiment="all"} 1.0' in metrics
+            assert 'lyssna_alerts_distinct_authors{org="Globex",sentiment="negative"} 3.0' in metrics

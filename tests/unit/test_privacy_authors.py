@@ -130,3 +130,19 @@ def test_min_authors_also_guards_ratio_and_spike_rules():
     base = [WindowCounts(1, 1, {"negative": 1})] * 3
     assert not check_condition(spike, WindowCounts(9, 9, {"negative": 9}, authors=1), base).met
     assert check_condition(spike, WindowCounts(9, 9, {"negative": 9}, authors=2), base).met
+
+
+def test_the_distinct_authors_metric_counts_the_trailing_hour_per_sentiment():
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from lyssna.alerts.counts import DistinctAuthorsCollector
+
+    b = counted([post("a1", "anon-a"), post("a2", "anon-a", sentiment="positive"), post("b1", "anon-b"),
+                 post("n1", None, org="Globex"), post("old", "anon-c", minute=-5)])
+    registry = CollectorRegistry()
+    registry.register(DistinctAuthorsCollector(b, clock=lambda: T0 + timedelta(minutes=56)))
+    text = generate_latest(registry).decode()
+    assert 'lyssna_alerts_distinct_authors{org="Acme",sentiment="all"} 2.0' in text
+    assert 'lyssna_alerts_distinct_authors{org="Acme",sentiment="negative"} 2.0' in text
+    assert 'lyssna_alerts_distinct_authors{org="Acme",sentiment="positive"} 1.0' in text
+    assert 'lyssna_alerts_distinct_authors{org="Globex",sentiment="all"} 0.0' in text  # counted, no authors
