@@ -49,6 +49,7 @@ from prometheus_client.core import GaugeMetricFamily
 
 from lyssna.common.config import MAX_MIN_AUTHORS, Settings
 from lyssna.common.contracts import ClassifiedPost, DeadLetter, Sentiment, as_utc, utcnow
+from lyssna.common.kafka_admin import resolve_replication
 
 from .ownership import Ownership, partition_for_org
 from .rules import CellKey, cell_keys
@@ -364,17 +365,21 @@ class MentionCounter:
         self.datadir = Path(tempfile.gettempdir()) / "lyssna-alerts" / a.app_id
         brokers = [f"kafka://{b.strip()}" for b in settings.kafka.bootstrap_servers.split(",") if b.strip()]
         partitions = self.partitions = settings.kafka.partitions
+        # The changelog and the mentions topic get the replication of Lyssna's own topics.
+        replicas, in_sync = resolve_replication(settings.kafka.bootstrap_servers, settings.kafka.replication_factor,
+                                                settings.kafka.min_insync_replicas)
+        durability = {"min.insync.replicas": str(in_sync)}
         self.app = faust.App(
             a.app_id, broker=brokers, store="memory://", web_enabled=False, autodiscover=False,
             datadir=str(self.datadir), topic_partitions=partitions,
-            topic_replication_factor=settings.kafka.replication_factor,
+            topic_replication_factor=replicas,
             key_serializer="raw", value_serializer="raw", producer_acks=-1,
             consumer_auto_offset_reset="earliest", table_standby_replicas=0,
             # After a crash the dead member holds its partitions until its session
             # times out; Faust's default (60 s) would stall counting that long.
             broker_session_timeout=15.0,
         )
-        self.table = self.app.Table("counts", default=None, partitions=partitions,
+        self.table = self.app.Table("counts", default=None, partitions=partitions, extra_topic_configs=durability,
                                     schema=faust.Schema(key_type=str, value_type=None,
                                                         key_serializer="raw", value_serializer="json"))
         self.counts = CountBuckets(self.table, a.bucket, a.retention,
@@ -383,7 +388,7 @@ class MentionCounter:
         self.mentions_topic = f"{a.app_id}-mentions"
         source = self.app.topic(self.source_topic, key_type=bytes, value_type=bytes)
         self.mentions = self.app.topic(self.mentions_topic, partitions=partitions, internal=True,
-                                       key_type=bytes, value_type=bytes)
+                                       key_type=bytes, value_type=bytes, config=durability)
         self.deadletter = self.app.topic(settings.kafka.topics.deadletter, key_type=bytes, value_type=bytes)
         self.app.agent(source, name=f"{a.app_id}.route")(self._route)
         self.app.agent(self.mentions, name=f"{a.app_id}.count")(self._count)

@@ -52,17 +52,34 @@ class KafkaTopics(_Section):
     deadletter: str = Topics.DEADLETTER
 
 
+def _replica_count(v: Any) -> Any:
+    if v == "auto" or (isinstance(v, int) and not isinstance(v, bool) and v >= 1):
+        return v
+    if isinstance(v, str) and v.strip().isdigit() and int(v) >= 1:
+        return int(v)  # from the environment
+    raise ValueError(f"{v!r} is not a replica count: write auto, or a whole number of at least 1 "
+                     f"(3 and 2 on a three-broker cluster)")
+
+
+# A number of replicas, or "auto": decided from the cluster when a topic is created.
+ReplicaCount = Annotated[Union[int, Literal["auto"]], BeforeValidator(_replica_count)]
+
+
 class KafkaSettings(_Section):
     bootstrap_servers: str = "127.0.0.1:9092"
     topics: KafkaTopics = KafkaTopics()
     partitions: int = Field(3, ge=1)
-    # Of the topics Lyssna creates (its own and the Faust changelogs). The
-    # defaults fit one dev broker; production: 3 and 2 (deploy/README.md).
-    replication_factor: int = Field(1, ge=1)
-    min_insync_replicas: int = Field(1, ge=1)
+    # Of the topics Lyssna creates (its own and the Faust changelogs). "auto"
+    # decides from the brokers there are when a topic is created: 3 and 2 from
+    # three on, 1 and 1 on one dev broker (kafka_admin.resolve_replication).
+    # Production names them (config/lyssna.production.yaml, deploy/README.md).
+    replication_factor: ReplicaCount = "auto"
+    min_insync_replicas: ReplicaCount = "auto"
 
     @model_validator(mode="after")
     def _insync_within_replicas(self) -> "KafkaSettings":
+        if "auto" in (self.replication_factor, self.min_insync_replicas):
+            return self  # checked against the cluster when the topics are created
         if self.min_insync_replicas > self.replication_factor:
             raise ValueError(f"min_insync_replicas ({self.min_insync_replicas}) is larger than replication_factor "
                              f"({self.replication_factor}): no write could ever succeed. Fix: set "

@@ -52,6 +52,8 @@ from typing import Any
 import redis.asyncio as aioredis
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener
 
+from lyssna.common.kafka_admin import resolve_replication
+
 from .connectors.base import CursorStore, backoff_delay
 
 log = logging.getLogger(__name__)
@@ -143,7 +145,8 @@ class ConnectorGroup:
     (the topic has none); its loop only keeps the membership alive."""
 
     def __init__(self, bootstrap_servers: str, group: str, slot_of: Mapping[str, int], *,
-                 session_timeout_s: float, replication_factor: int = 1, min_insync_replicas: int = 1,
+                 session_timeout_s: float, replication_factor: int | str = "auto",
+                 min_insync_replicas: int | str = "auto",
                  start_keys: Callable[[set[str]], Awaitable[None]],
                  stop_keys: Callable[[], Awaitable[None]]):
         self.bootstrap_servers = bootstrap_servers
@@ -233,7 +236,7 @@ class ConnectorGroup:
         admin = KafkaAdminClient(bootstrap_servers=self.bootstrap_servers, client_id=f"{self.group}-admin",
                                  request_timeout_ms=10_000)
         try:
-            rf, isr = self._layout
+            rf, isr = resolve_replication(self.bootstrap_servers, *self._layout, admin=admin)  # "auto" decided
             try:
                 admin.create_topics({self.group: {"num_partitions": want, "replication_factor": rf,
                                                   "configs": {"min.insync.replicas": str(isr)}}})
