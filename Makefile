@@ -12,7 +12,7 @@ help:
 	@echo "make run       start everything with a demo feed and watch mentions and alerts (Ctrl-C stops)"
 	@echo "make test      install what is missing and run the whole test suite"
 	@echo "make up/down   the stack in the background / stop everything the project started"
-	@echo "make infra     start local Kafka and Redis only"
+	@echo "make infra     start local Kafka and Redis only (LYSSNA_KAFKA_BROKERS=3: a three-broker cluster)"
 	@echo "make model     convert the bundled encoder into $(MODEL_DIR)"
 	@echo "make train     retrain the classifier heads;  make evaluate: scores on the held-out split"
 	@echo "make bench     run the benchmarks (figures go in BENCHMARKS.md)"
