@@ -127,7 +127,9 @@ class AlertsService:
         self.redis = Redis.from_url(s.redis.url, socket_timeout=10, socket_connect_timeout=5,
                                     health_check_interval=30)
         await refuse_evicting_redis(self.redis, "alerts")
-        self.store = AlertsStore(self.redis, s.redis.key_prefix, history_retention=s.alerts.history_retention)
+        self.store = AlertsStore(self.redis, s.redis.key_prefix, history_retention=s.retention.alert_history,
+                                 sample_retention=s.retention.sample_texts)
+        await self.store.drop_legacy_samples()
         schedule = RetrySchedule(s.alerts.retry_schedule)
 
         self.outbox = AlertEventPublisher(s)

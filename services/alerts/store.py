@@ -11,6 +11,7 @@ Keys all start with ``<redis.key_prefix>alerts:``.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from datetime import datetime, timedelta, timezone
 from enum import StrEnum
@@ -20,7 +21,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from redis.asyncio import Redis
 
 from lyssna.common.config import RuleConfig
-from lyssna.common.contracts import AlertEvent, AlertState, ClassifiedPost, utcnow
+from lyssna.common.contracts import AlertEvent, AlertState, ClassifiedPost, SamplePost, utcnow
+from lyssna.common.pseudonyms import canonical_handle
 
 from .rules import RuleState
 from .silences import Silence
@@ -128,6 +130,32 @@ end
 return 0
 """
 
+# Add a post to an organization's sample pool (unless it was erased), drop what is
+# older than the sample retention or beyond the newest ARGV[4], and index it under
+# its author for erasure. One round trip: it runs for every counted mention.
+_ADD_SAMPLE = """
+local erased = redis.call('ZSCORE', KEYS[3], ARGV[6])
+if erased and tonumber(erased) > tonumber(ARGV[2]) then return 0 end
+redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. ARGV[3])
+redis.call('ZREMRANGEBYRANK', KEYS[1], 0, -1 - tonumber(ARGV[4]))
+redis.call('EXPIRE', KEYS[1], ARGV[5])
+if ARGV[7] == '1' then
+  redis.call('SADD', KEYS[2], ARGV[6])
+  redis.call('EXPIRE', KEYS[2], ARGV[8])
+end
+return 1
+"""
+
+
+def _samples_json(samples: list[SamplePost]) -> str:
+    return json.dumps([s.model_dump(mode="json") for s in samples], ensure_ascii=False)
+
+
+def _parse_samples(raw: bytes | None) -> list[SamplePost]:
+    return [SamplePost.model_validate(s) for s in json.loads(raw)] if raw else []
+
+
 # Take due deliveries and push their due time to the end of the lease: if this
 # worker dies mid-attempt, the delivery becomes due again when the lease ends.
 _CLAIM = """
@@ -138,10 +166,14 @@ return ids
 
 
 class AlertsStore:
-    def __init__(self, redis: Redis, key_prefix: str, *, history_retention: timedelta = timedelta(days=30)):
+    def __init__(self, redis: Redis, key_prefix: str, *, history_retention: timedelta = timedelta(days=30),
+                 sample_retention: timedelta = timedelta(days=7)):
         self.redis = redis
         self.p = f"{key_prefix}alerts:"
         self.retention_s = max(int(history_retention.total_seconds()), 60)
+        # Post texts (the sample pool, events' samples) never outlive the alert history.
+        self.sample_retention_s = min(max(int(sample_retention.total_seconds()), 60), self.retention_s)
+        self._add_sample = redis.register_script(_ADD_SAMPLE)
         self._create = redis.register_script(_CREATE)
         self._claim = redis.register_script(_CLAIM)
         self._save_state = redis.register_script(SAVE_STATE)
@@ -209,7 +241,9 @@ class AlertsStore:
         if event.state == AlertState.firing:
             return await self._write_state(stored, expected_version, "set", event.alert_id, json.dumps({
                 "alert_id": event.alert_id, "rule": rule, "org": org,
-                "fired_at": event.occurred_at.isoformat(), "event": event.model_dump(mode="json")}))
+                "fired_at": event.occurred_at.isoformat(),
+                # Without samples: an alert may fire for weeks; its samples expire with the event's.
+                "event": event.model_dump(mode="json", exclude={"samples"})}))
         return await self._write_state(stored, expected_version, "del", event.alert_id)
 
     async def get_alert(self, rule: str, org: str) -> StoredAlert | None:
@@ -246,6 +280,9 @@ class AlertsStore:
     async def active_alerts(self) -> list[dict[str, Any]]:
         raw = await self.redis.hgetall(self.k("active"))
         items = [json.loads(v) for v in raw.values()]
+        kept = await self.samples_of([a["event"]["event_id"] for a in items])
+        for a in items:
+            a["event"]["samples"] = [x.model_dump(mode="json") for x in kept.get(a["event"]["event_id"], [])]
         return sorted(items, key=lambda a: a["fired_at"], reverse=True)
 
     async def is_active(self, alert_id: str) -> bool:
@@ -260,23 +297,44 @@ class AlertsStore:
 
     # ------------------------------------------------------------ sample posts
 
+    # A sorted set by the time each post was added, so posts older than the sample
+    # retention are dropped even while an organization keeps being mentioned (the
+    # key's TTL alone would be renewed by every new post). The pre-retention list
+    # under "samples:<org>" had no expiry: drop_legacy_samples deletes it at start.
+
+    def author_key(self, author: str) -> str:
+        """The index of an author's sampled post ids, for erasure by author. A hash of
+        the author's canonical form (a pseudonym, or with privacy.authors: keep the
+        handle), so no handle is ever part of a key name."""
+        return self.k("authored", hashlib.sha256(canonical_handle(author).encode()).hexdigest()[:32])
+
     async def add_sample(self, org: str, post: ClassifiedPost) -> None:
         if len(post.text) > SAMPLE_TEXT_CHARS:
             post = post.model_copy(update={"text": post.text[:SAMPLE_TEXT_CHARS]})
-        key = self.k("samples", org)
-        pipe = self.redis.pipeline(transaction=False)
-        pipe.lpush(key, post.to_bytes())
-        pipe.ltrim(key, 0, SAMPLES_KEPT - 1)
-        await pipe.execute()
+        now = _ts(utcnow())
+        author_key = self.author_key(post.author) if post.author else self.k("authored", "-")
+        # The index outlives the pool by one sample retention: an event quoting a
+        # post keeps its samples up to that long after the post left the pool.
+        await self._add_sample(keys=[self.k("sample_pool", org), author_key, self.k("erased")],
+                               args=[post.to_bytes(), now, now - self.sample_retention_s, SAMPLES_KEPT,
+                                     self.sample_retention_s, post.id, "1" if post.author else "0",
+                                     2 * self.sample_retention_s])
 
     async def recent_samples(self, org: str) -> list[ClassifiedPost]:
         out = []
-        for raw in await self.redis.lrange(self.k("samples", org), 0, SAMPLES_KEPT - 1):
+        cutoff = _ts(utcnow()) - self.sample_retention_s
+        for raw in await self.redis.zrevrangebyscore(self.k("sample_pool", org), "+inf", cutoff,
+                                                     start=0, num=SAMPLES_KEPT):
             try:
                 out.append(ClassifiedPost.from_bytes(raw))
             except ValueError:
                 continue
         return out
+
+    async def drop_legacy_samples(self) -> int:
+        """Delete the sample lists kept before retention existed (they had no expiry)."""
+        keys = [key async for key in self.redis.scan_iter(match=self.k("samples", "*"), count=500)]
+        return int(await self.redis.delete(*keys)) if keys else 0
 
     # ------------------------------------------------------------ events and history
 
@@ -284,8 +342,13 @@ class AlertsStore:
         """Keep an outbox event for history and for rendering its deliveries;
         True the first time this event id is seen."""
         now = utcnow()
-        new = await self.redis.set(self.k("event", event.event_id), event.to_bytes(), nx=True,
-                                   ex=self.retention_s)
+        # The samples apart, for the shorter sample retention; the event stays for the history.
+        new = await self.redis.set(self.k("event", event.event_id),
+                                   event.model_copy(update={"samples": []}).to_bytes(), nx=True, ex=self.retention_s)
+        samples = await self._not_erased(event.samples) if new else []
+        if samples:
+            await self.redis.set(self.k("event_samples", event.event_id), _samples_json(samples),
+                                 ex=self.sample_retention_s)
         if new:
             ts = _ts(event.occurred_at)
             pipe = self.redis.pipeline(transaction=True)
@@ -297,14 +360,34 @@ class AlertsStore:
         return bool(new)
 
     async def get_event(self, event_id: str) -> AlertEvent | None:
-        raw = await self.redis.get(self.k("event", event_id))
-        return AlertEvent.from_bytes(raw) if raw else None
+        events = await self._events([event_id.encode()])
+        return events[0] if events else None
 
     async def _events(self, ids: list[bytes]) -> list[AlertEvent]:
+        """The stored events with their samples, while the sample retention lasts."""
         if not ids:
             return []
-        raws = await self.redis.mget([self.k("event", i.decode()) for i in ids])
-        return [AlertEvent.from_bytes(r) for r in raws if r]
+        names = [i.decode() for i in ids]
+        raws = await self.redis.mget([self.k("event", i) for i in names])
+        samples = await self.redis.mget([self.k("event_samples", i) for i in names])
+        return [AlertEvent.from_bytes(r).model_copy(update={"samples": _parse_samples(x)})
+                for r, x in zip(raws, samples) if r]
+
+    async def _not_erased(self, samples: list[SamplePost]) -> list[SamplePost]:
+        """``samples`` less the erased posts: an event read again from Kafka after an
+        erasure must not bring them back."""
+        if not samples:
+            return []
+        until = await self.redis.zmscore(self.k("erased"), [x.id for x in samples])
+        now = _ts(utcnow())
+        return [x for x, t in zip(samples, until) if t is None or t <= now]
+
+    async def samples_of(self, event_ids: list[str]) -> dict[str, list[SamplePost]]:
+        """Event id -> its samples still kept (the active alerts list shows them)."""
+        if not event_ids:
+            return {}
+        raws = await self.redis.mget([self.k("event_samples", i) for i in event_ids])
+        return dict(zip(event_ids, (_parse_samples(r) for r in raws)))
 
     async def history(self, limit: int = 100, before: datetime | None = None) -> list[AlertEvent]:
         top = f"({_ts(before)}" if before else "+inf"

@@ -9,6 +9,7 @@ the file, the line, the key path, what is wrong and how to fix it.
 
 from __future__ import annotations
 
+import logging
 import os
 from datetime import timedelta
 from pathlib import Path
@@ -16,7 +17,7 @@ from typing import Annotated, Any, Literal, Mapping, NamedTuple, Union
 
 import yaml
 from pydantic import (
-    BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, StrictFloat, StrictInt, ValidationError,
+    BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, PrivateAttr, StrictFloat, StrictInt, ValidationError,
     WithJsonSchema, field_validator, model_validator,
 )
 
@@ -75,6 +76,7 @@ class KafkaSettings(_Section):
     # Production names them (config/lyssna.production.yaml, deploy/README.md).
     replication_factor: ReplicaCount = "auto"
     min_insync_replicas: ReplicaCount = "auto"
+    _retention_ms: dict[str, int] = PrivateAttr(default_factory=dict)
 
     @model_validator(mode="after")
     def _insync_within_replicas(self) -> "KafkaSettings":
@@ -86,10 +88,11 @@ class KafkaSettings(_Section):
                              f"kafka.min_insync_replicas to at most kafka.replication_factor (e.g. 3 and 2)")
         return self
 
-    def topic_layout(self) -> dict[str, int]:
-        """How the topics Lyssna creates are laid out (``ensure_topics`` keywords)."""
+    def topic_layout(self) -> dict[str, Any]:
+        """How the topics Lyssna creates are laid out (``ensure_topics`` keywords), with
+        each topic's ``retention.ms`` from the ``retention`` section (set by ``Settings``)."""
         return {"partitions": self.partitions, "replication_factor": self.replication_factor,
-                "min_insync_replicas": self.min_insync_replicas}
+                "min_insync_replicas": self.min_insync_replicas, "retention_ms": dict(self._retention_ms)}
 
 
 class RedisSettings(_Section):
@@ -189,8 +192,40 @@ class AlertsSettings(ApiServerSettings):
     delivery_lease: Duration = Field(timedelta(minutes=1),
                                      description="a delivery attempt not finished after this is retried (crashed worker)")
     delivery_concurrency: int = Field(16, ge=1, le=256)
-    history_retention: Duration = timedelta(days=30)
+    history_retention: Duration | None = Field(None, description="moved to retention.alert_history; "
+                                                 "still read, with a warning at start")
     public_url: str | None = Field(None, description="the alerts API's address as receivers reach it, for links in alerts")
+
+
+class RetentionSettings(_Section):
+    """How long Lyssna keeps what people wrote (PRIVACY.md). Each service sets these as
+    ``retention.ms`` on the Kafka topics it creates and as TTLs on every Redis key that
+    holds post text, and warns at start about a topic that keeps records longer."""
+    raw_posts: Duration = Field(timedelta(days=2), description="lyssna.posts.raw: only until classify has read it")
+    classified_posts: Duration = Field(timedelta(days=3),
+                                       description="lyssna.posts.classified: until alerts has counted it")
+    dead_letters: Duration = Field(timedelta(days=7), description="lyssna.deadletter: long enough to look into")
+    sample_texts: Duration = Field(timedelta(days=7),
+                                   description="post texts kept to quote in alerts: the sample pool, the samples "
+                                               "of stored alert events, and the lyssna.alerts.events topic")
+    alert_history: Duration = Field(timedelta(days=30),
+                                    description="alert events (their samples only for sample_texts) and "
+                                                "delivery records, for the API")
+    audit_log: Duration = Field(timedelta(days=365), description="who changed rules, silences, webhooks or erased data")
+    audit_entries: int = Field(10_000, ge=100, description="the audit log keeps at most this many entries")
+
+    @field_validator("raw_posts", "classified_posts", "dead_letters", "sample_texts", "alert_history", "audit_log")
+    @classmethod
+    def _at_least_a_minute(cls, v: timedelta) -> timedelta:
+        if v < timedelta(minutes=1):
+            raise ValueError("a retention must be at least 1m (0 would keep nothing Kafka can hand on)")
+        return v
+
+    def topics_ms(self, topics: KafkaTopics) -> dict[str, int]:
+        """Topic name -> its ``retention.ms``: what ``ensure_topics`` sets and checks."""
+        ms = {topics.posts_raw: self.raw_posts, topics.posts_classified: self.classified_posts,
+              topics.deadletter: self.dead_letters, topics.alerts_events: self.sample_texts}
+        return {name: int(d.total_seconds() * 1000) for name, d in ms.items()}
 
 
 class PrivacySettings(_Section):
@@ -359,6 +394,7 @@ class Settings(_Section):
     classify: ClassifySettings = ClassifySettings()
     alerts: AlertsSettings = AlertsSettings()
     privacy: PrivacySettings = PrivacySettings()
+    retention: RetentionSettings = RetentionSettings()
     organizations: list[OrganizationConfig] = Field(default_factory=list)
     sources: list[SourceConfig] = Field(default_factory=list)
     rules: list[RuleConfig] = Field(default_factory=list)
@@ -368,6 +404,23 @@ class Settings(_Section):
     # scope; scoped_api_keys maps a scope to the keys that carry it (lyssna.common.auth).
     api_keys: list[str] = Field(default_factory=list, exclude=True, repr=False)
     scoped_api_keys: dict[str, list[str]] = Field(default_factory=dict, exclude=True, repr=False)
+
+    @model_validator(mode="after")
+    def _retention(self):
+        # alerts.history_retention was the one retention before the retention section.
+        old = self.alerts.history_retention
+        if old is not None:
+            if "alert_history" in self.retention.model_fields_set and self.retention.alert_history != old:
+                raise _RefError(("alerts", "history_retention"),
+                                "alerts.history_retention and retention.alert_history disagree",
+                                "remove alerts.history_retention (it moved to retention.alert_history)")
+            logging.getLogger(__name__).warning(
+                "alerts.history_retention is deprecated; move its value to retention.alert_history")
+            self.retention = self.retention.model_copy(update={"alert_history": old})
+        # Every caller of kafka.topic_layout() creates its topics with these (and checks them).
+        self.kafka = self.kafka.model_copy()
+        self.kafka._retention_ms = self.retention.topics_ms(self.kafka.topics)
+        return self
 
     @model_validator(mode="after")
     def _cross_references(self):

@@ -7,13 +7,32 @@ from __future__ import annotations
 from prometheus_client import (
     CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, PlatformCollector, ProcessCollector, generate_latest,
 )
+from prometheus_client.core import GaugeMetricFamily
 from starlette.responses import Response
+
+from .kafka_admin import known_drift
 
 
 class PrometheusResponse(Response):
     """The answer of /metrics; as a response class it puts the exposition's real
     content type, not JSON, in the OpenAPI document."""
     media_type = CONTENT_TYPE_LATEST
+
+
+class RetentionDriftCollector:
+    """Topics found at start to keep records longer than the ``retention`` section says
+    (``lyssna.common.kafka_admin``); -1 (forever) shows as +Inf. No series: no drift."""
+
+    def __init__(self, service: str):
+        self.service = service
+
+    def collect(self):
+        g = GaugeMetricFamily("lyssna_kafka_topic_retention_drift_seconds",
+                              "How much longer than configured a Lyssna topic keeps its records.",
+                              labels=["service", "topic"])
+        for d in known_drift():
+            g.add_metric([self.service, d.topic], d.excess_seconds)
+        yield g
 
 
 class ServiceMetrics:
@@ -31,6 +50,7 @@ class ServiceMetrics:
         self.consumer_lag = Gauge("lyssna_consumer_lag_messages",
                                   "Records in the topic not yet committed by the service's consumer group.",
                                   ["service", "topic"], registry=self.registry)
+        self.registry.register(RetentionDriftCollector(service))
 
     def set_lag(self, topic: str, lag: int) -> None:
         self.consumer_lag.labels(self.service, topic).set(lag)
