@@ -43,12 +43,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
-from typing import Awaitable, Callable
+from typing import Awaitable, Callable, Iterable
 
 from prometheus_client.core import GaugeMetricFamily
 
 from lyssna.common.config import MAX_MIN_AUTHORS, Settings
-from lyssna.common.contracts import ClassifiedPost, DeadLetter, Sentiment, as_utc, utcnow
+from lyssna.common.contracts import SENTIMENTS, ClassifiedPost, DeadLetter, as_utc, utcnow
 from lyssna.common.kafka_admin import resolve_replication
 
 from .ownership import Ownership, partition_for_org
@@ -279,15 +279,21 @@ class CountBuckets:
                     out[cell] = out.get(cell, 0) + n
         return out
 
-    def authors(self, org: str, start: datetime, end: datetime) -> dict[str, set[CellKey]]:
-        """Author hash -> the cells of that author's posts, over ``org``'s buckets in
-        ``[start, end)`` (what :func:`rules.distinct_authors` counts from)."""
+    def distinct_authors(self, org: str, start: datetime, end: datetime, cells: Iterable[CellKey],
+                         cap: int = MAX_AUTHORS_PER_CELL) -> int:
+        """Distinct authors of ``org``'s posts in any of ``cells`` (:func:`rules.measured_cells`)
+        over the buckets in ``[start, end)``, counted up to ``cap``: beyond what any
+        ``min_authors`` asks, counting on would only cost time on every evaluation."""
         self._index()
-        out: dict[str, set[CellKey]] = {}
+        wanted = {_cell_str(c) for c in cells if c[0] == org}
+        seen: set[str] = set()
         for key in self._bucket_keys(org, start, end):
-            for h, cells in self._authors.get(key, {}).items():
-                out.setdefault(h, set()).update(_cell_key(org, s) for s in cells)
-        return out
+            for h, theirs in self._authors.get(key, {}).items():
+                if h not in seen and not theirs.isdisjoint(wanted):
+                    seen.add(h)
+                    if len(seen) >= cap:
+                        return cap
+        return len(seen)
 
     def _bucket_keys(self, org: str, start: datetime, end: datetime) -> list[str]:
         """Keys of ``org``'s buckets within ``[start, end)``."""
@@ -305,23 +311,12 @@ class CountBuckets:
         return int((as_utc(dt) - EPOCH).total_seconds())
 
 
-def authors_by_sentiment(authors: dict[str, set[CellKey]]) -> dict[str, int]:
-    """Distinct authors of any topic and language (:meth:`CountBuckets.authors`): in all
-    (``"all"``) and per sentiment; an author who wrote in two sentiments counts in both."""
-    out = {"all": 0, **{s.value: 0 for s in Sentiment}}
-    for cells in authors.values():
-        sentiments = {c[2] for c in cells if c[1] == "*" and c[3] == "*"}
-        out["all"] += bool(sentiments)
-        for sentiment in sentiments:
-            out[sentiment] = out.get(sentiment, 0) + 1
-    return out
-
-
 class DistinctAuthorsCollector:
     """``lyssna_alerts_distinct_authors{org, sentiment}``: distinct authors (pseudonyms)
-    of each counted organization's mentions over the trailing hour, computed from the
-    counts when Prometheus scrapes (nothing to keep up to date between scrapes). An
-    organization gets its series as soon as it is counted, zeros included."""
+    of each counted organization's mentions over the trailing hour, in all (``all``)
+    and per sentiment, up to ``MAX_AUTHORS_PER_CELL``; computed from the counts when
+    Prometheus scrapes (nothing to keep up to date between scrapes). An organization
+    gets its series as soon as it is counted, zeros included."""
 
     WINDOW = timedelta(hours=1)
 
@@ -341,8 +336,9 @@ class DistinctAuthorsCollector:
         g = self._family()
         now = self.clock()
         for org in sorted(self.counts.orgs()):
-            for sentiment, n in authors_by_sentiment(self.counts.authors(org, now - self.WINDOW, now)).items():
-                g.add_metric([org, sentiment], n)
+            for sentiment in ("all", *SENTIMENTS):
+                cells = [(org, "*", s, "*") for s in (SENTIMENTS if sentiment == "all" else (sentiment,))]
+                g.add_metric([org, sentiment], self.counts.distinct_authors(org, now - self.WINDOW, now, cells))
         yield g
 
 

@@ -205,7 +205,8 @@ class Engine:
     def _decide(self, rule: RuleConfig, org: str, window: Window, state: R.RuleState | None, now: datetime,
                 since: datetime, late: timedelta = timedelta(0)) -> tuple[R.Decision, R.WindowCounts]:
         current = R.counts_for(rule, org, self.counts.cells(org, window.start, window.end),
-                               self.counts.authors(org, window.start, window.end))
+                               self.counts.distinct_authors(org, window.start, window.end,
+                                                            R.measured_cells(rule, org)))
         baseline = []
         if isinstance(rule.condition, SpikeCondition):
             for w in trailing_windows(window.start, rule.window, rule.condition.baseline_windows):

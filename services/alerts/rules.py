@@ -54,10 +54,10 @@ import statistics
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 from enum import StrEnum
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 from lyssna.common.config import CountCondition, RatioCondition, RuleConfig, SpikeCondition
-from lyssna.common.contracts import AlertEvent, AlertState, ClassifiedPost, SamplePost, as_utc
+from lyssna.common.contracts import SENTIMENTS, AlertEvent, AlertState, ClassifiedPost, SamplePost, as_utc
 
 from .windows import Window
 
@@ -151,25 +151,21 @@ class WindowCounts:
                    None if authors is None else int(authors))
 
 
-def _measures(rule: RuleConfig, org: str) -> Callable[[CellKey], bool]:
-    """Whether a count cell holds posts the rule measures for ``org``."""
+def measured_cells(rule: RuleConfig, org: str) -> list[CellKey]:
+    """The count cells that hold the posts ``rule`` measures for ``org``: where its
+    distinct authors are counted (:meth:`CountBuckets.distinct_authors`)."""
+    if rule.org != ANY and org != rule.org:
+        return []
     topic = rule.topic.value if rule.topic else ANY
     lang = normalize_lang(rule.lang) or ANY
     want = _numerator_sentiment(rule)
-    return lambda c: c[0] == org and c[1] == topic and c[3] == lang and (want is None or c[2] == want)
-
-
-def distinct_authors(rule: RuleConfig, org: str, authors: Mapping[str, Iterable[CellKey]]) -> int:
-    """How many authors (of :meth:`CountBuckets.authors`: author -> their cells) wrote
-    posts the rule measures."""
-    measured = _measures(rule, org)
-    return sum(1 for cells in authors.values() if any(measured(c) for c in cells))
+    return [(org, topic, s, lang) for s in ([want] if want else SENTIMENTS)]
 
 
 def counts_for(rule: RuleConfig, org: str, cells: Mapping[CellKey, int],
-               authors: Mapping[str, Iterable[CellKey]] | None = None) -> WindowCounts:
-    """A rule's view of one window, from the cells of :func:`cell_keys` (and, when
-    given, the window's authors with their cells)."""
+               authors: int | None = None) -> WindowCounts:
+    """A rule's view of one window, from the cells of :func:`cell_keys`; ``authors``:
+    the distinct authors of its :func:`measured_cells`, when known."""
     if rule.org != ANY and org != rule.org:
         return WindowCounts(authors=None if authors is None else 0)
     topic = rule.topic.value if rule.topic else ANY
@@ -181,8 +177,7 @@ def counts_for(rule: RuleConfig, org: str, cells: Mapping[CellKey, int],
     total = sum(by_sentiment.values())
     want = _numerator_sentiment(rule)
     matching = total if want is None else by_sentiment.get(want, 0)
-    return WindowCounts(total, matching, by_sentiment,
-                        None if authors is None else distinct_authors(rule, org, authors))
+    return WindowCounts(total, matching, by_sentiment, authors)
 
 
 # ---------------------------------------------------------------- conditions

@@ -9,7 +9,7 @@ from pydantic import ValidationError
 
 from lyssna.alerts.counts import MAX_AUTHORS_PER_CELL, CountBuckets
 from lyssna.alerts.rules import (
-    Action, WindowCounts, check_condition, counts_for, distinct_authors, evaluate, make_event,
+    Action, WindowCounts, check_condition, counts_for, evaluate, make_event, measured_cells,
 )
 from lyssna.alerts.windows import Window
 from lyssna.common.config import MAX_MIN_AUTHORS, RuleConfig
@@ -39,8 +39,12 @@ def counted(posts, table=None, now=T0 + timedelta(minutes=90)) -> CountBuckets:
     return b
 
 
+def authors(r: RuleConfig, b: CountBuckets, org: str = "Acme", **kw) -> int:
+    return b.distinct_authors(org, *HOUR, measured_cells(r, org), **kw)
+
+
 def judge(r: RuleConfig, b: CountBuckets, org: str = "Acme"):
-    current = counts_for(r, org, b.cells(org, *HOUR), b.authors(org, *HOUR))
+    current = counts_for(r, org, b.cells(org, *HOUR), authors(r, b, org))
     return current, evaluate(r, org, window=HOUR, current=current, now=T0 + timedelta(minutes=30))
 
 
@@ -67,11 +71,12 @@ def test_distinct_authors_follow_the_rules_filters_and_the_window():
     posts = [post("a1", "anon-a"), post("b1", "anon-b", sentiment="positive"),
              post("c1", "anon-c", minute=61), post("d1", None), post("e1", "anon-e", org="Globex")]
     b = counted(posts)
-    authors = b.authors("Acme", *HOUR)
-    assert distinct_authors(rule(), "Acme", authors) == 2  # any sentiment; c is in the next hour
-    assert distinct_authors(rule(sentiment="negative"), "Acme", authors) == 1
-    assert distinct_authors(rule(topic="recruitment"), "Acme", authors) == 0
-    assert distinct_authors(rule(), "Globex", b.authors("Globex", *HOUR)) == 1
+    assert authors(rule(), b) == 2  # any sentiment; c is in the next hour
+    assert authors(rule(sentiment="negative"), b) == 1
+    assert authors(rule(topic="recruitment"), b) == 0
+    assert authors(rule(lang="en"), b) == 0
+    assert authors(rule(), b, "Globex") == 1
+    assert authors(rule(org="Globex"), b, "Acme") == 0  # not this rule's organization
 
 
 def test_a_post_counted_twice_and_an_author_posting_again_are_one_author_and_one_write():
@@ -79,7 +84,7 @@ def test_a_post_counted_twice_and_an_author_posting_again_are_one_author_and_one
     b = counted([post("p1", "anon-a"), post("p1", "anon-a"), post("p2", "anon-a")], table)
     author_keys = [k for k in table if "@" in k]
     assert len(author_keys) == 1  # one small key per (bucket, author), not per post
-    assert counts_for(rule(), "Acme", b.cells("Acme", *HOUR), b.authors("Acme", *HOUR)).authors == 1
+    assert authors(rule(), b) == 1
     assert "anon-a" not in "".join(table)  # the table keys hold a hash of the pseudonym
 
 
@@ -87,9 +92,9 @@ def test_authors_survive_a_rebuild_from_the_table_and_expire_with_their_bucket()
     table: dict = {}
     counted([post("p1", "anon-a"), post("p2", "anon-b", minute=1)], table)
     again = CountBuckets(table, timedelta(minutes=1), timedelta(hours=2))  # a restart: only the table is left
-    assert len(again.authors("Acme", *HOUR)) == 2
+    assert authors(rule(), again) == 2
     again.expire("Acme", T0 + timedelta(hours=2, minutes=2))
-    assert again.authors("Acme", *HOUR) == {} and not any("@" in k for k in table)
+    assert authors(rule(), again) == 0 and not any("@" in k for k in table)
 
 
 def test_an_organization_name_with_at_signs_is_no_author_key():
@@ -97,7 +102,7 @@ def test_an_organization_name_with_at_signs_is_no_author_key():
     counted([post("p1", "anon-a", org="Team @ Acme#1")], table)
     again = CountBuckets(table, timedelta(minutes=1), timedelta(hours=2))
     assert again.orgs() == {"Team @ Acme#1"}
-    assert len(again.authors("Team @ Acme#1", *HOUR)) == 1
+    assert authors(rule(), again, "Team @ Acme#1") == 1
 
 
 def test_authors_are_remembered_up_to_the_cap_per_cell_so_any_min_authors_stays_exact():
@@ -105,7 +110,7 @@ def test_authors_are_remembered_up_to_the_cap_per_cell_so_any_min_authors_stays_
     table: dict = {}
     b = counted((post(f"p{i}", f"anon-{i}") for i in range(n)), table)
     assert sum("@" in k for k in table) == MAX_AUTHORS_PER_CELL  # bounded under a flood
-    current = counts_for(rule(MAX_MIN_AUTHORS), "Acme", b.cells("Acme", *HOUR), b.authors("Acme", *HOUR))
+    current = counts_for(rule(MAX_MIN_AUTHORS), "Acme", b.cells("Acme", *HOUR), authors(rule(), b))
     assert current.matching == n and current.authors == MAX_AUTHORS_PER_CELL
     assert check_condition(rule(MAX_MIN_AUTHORS), current).met
 
@@ -146,3 +151,13 @@ def test_the_distinct_authors_metric_counts_the_trailing_hour_per_sentiment():
     assert 'lyssna_alerts_distinct_authors{org="Acme",sentiment="negative"} 2.0' in text
     assert 'lyssna_alerts_distinct_authors{org="Acme",sentiment="positive"} 1.0' in text
     assert 'lyssna_alerts_distinct_authors{org="Globex",sentiment="all"} 0.0' in text  # counted, no authors
+
+
+def test_authors_are_counted_across_buckets_once_each_and_only_up_to_the_cap():
+    # The same two people every minute for an hour: two authors, not 120.
+    b = counted(post(f"p{m}-{a}", f"anon-{a}", minute=m) for m in range(60) for a in range(2))
+    assert authors(rule(), b) == 2
+    # A different person every minute: counting stops at the cap (every min_authors is within it).
+    many = counted(post(f"q{m}-{a}", f"anon-{m}-{a}", minute=m) for m in range(60) for a in range(3))
+    assert authors(rule(), many) == MAX_AUTHORS_PER_CELL
+    assert authors(rule(), many, cap=1000) == 180
