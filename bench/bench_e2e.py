@@ -145,6 +145,7 @@ def run(settings_or_args: Any = None) -> dict:
     env = {
         "KAFKA_BOOTSTRAP_SERVERS": opts.bootstrap_servers, "REDIS_URL": opts.redis_url,
         "LYSSNA_REDIS_PREFIX": f"bench:{bench_id}:", "LYSSNA_API_KEY": "bench-key", "LYSSNA_BENCH_SECRET": secret,
+        "LYSSNA_AUTHOR_KEY": "bench:bench-only-author-key-0123456789abcdef",
         "LYSSNA_CLASSIFY_APP_ID": f"bench-{bench_id}-classify", "LYSSNA_ALERTS_APP_ID": f"bench-{bench_id}-alerts",
         **{f"LYSSNA_TOPIC_{k.upper()}": v for k, v in topics.items()},
         **{f"LYSSNA_{svc.upper()}_PORT": str(free_port()) for svc in ("ingest", "classify", "alerts")},

@@ -121,7 +121,9 @@ def run(settings_or_args: Any = None) -> dict:
     env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": opts.bootstrap_servers, "REDIS_URL": opts.redis_url,
            "LYSSNA_REDIS_PREFIX": prefix, "LYSSNA_TOPIC_POSTS_RAW": topic,
            "LYSSNA_TOPIC_DEADLETTER": f"bench.{bench_id}.deadletter",
-           "LYSSNA_INGEST_PORT": str(port), "LYSSNA_API_KEY": key, "LYSSNA_LOG_LEVEL": "WARNING"}
+           "LYSSNA_INGEST_PORT": str(port), "LYSSNA_API_KEY": key, "LYSSNA_LOG_LEVEL": "WARNING",
+           # Authors are pseudonymized by default (lyssna.common.pseudonyms): part of what is measured.
+           "LYSSNA_AUTHOR_KEY": "bench:bench-only-author-key-0123456789abcdef"}
     env.pop("LYSSNA_CONFIG", None)  # no connectors: only the push API is measured
     proc = subprocess.Popen([sys.executable, "-m", "lyssna.cli", "serve", "ingest"], env=env, cwd=ROOT,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE if opts.quiet else None)
