@@ -129,3 +129,54 @@ def test_a_replayed_dump_of_pseudonymous_posts_keeps_its_pseudonyms():
     smuggled = normalize({"text": "hej", "author": HANDLE, "author_key_id": "k1"}, default_source="http",
                          authors=AUTHORS)
     assert (smuggled.post.author, smuggled.post.author_key_id) == (AUTHORS(HANDLE), "k2")
+
+
+class _FreshIds:
+    """Dedup that has seen nothing (in-memory stand-in for Redis)."""
+
+    async def reserve(self, ids):
+        from lyssna.ingest.dedup import Claim
+        return "t", [Claim.reserved for _ in ids]
+
+    async def confirm(self, ids):
+        pass
+
+
+class _Topic:
+    """Producer that keeps what it was given (in-memory stand-in for Kafka)."""
+
+    def __init__(self):
+        self.records: list[tuple[str, bytes, bytes]] = []
+
+    async def send_batch(self, topic, records):
+        self.records += [(topic, k, v) for k, v in records]
+        return [None] * len(records)
+
+
+async def test_the_pipeline_pseudonymizes_connector_posts_and_keeps_raw_records_out_of_dead_letters():
+    from lyssna.ingest.metrics import IngestMetrics
+    from lyssna.ingest.normalize import Rejection
+    from lyssna.ingest.pipeline import Pipeline
+
+    kafka = _Topic()
+    pipeline = Pipeline(dedup=_FreshIds(), producer=kafka, metrics=IngestMetrics(), topic="raw",
+                        deadletter_topic="dead", authors=AUTHORS)
+    post = Post(id="mastodon:1", source="mastodon", text="hej", author=HANDLE, metadata={"boosted_by": "bertil"})
+    pushed = {"text": "hej igen", "author": HANDLE}
+    assert [r.status for r in await pipeline.ingest([from_post(post)], channel="mastodon")] == ["accepted"]
+    assert [r.status for r in await pipeline.ingest_pushed([pushed], channel="http")] == ["accepted"]
+    await pipeline.dead_letter("connector:m", [Rejection("line 3: bad", payload=json.dumps({"acct": HANDLE}))])
+    produced = [json.loads(v) for topic, _, v in kafka.records if topic == "raw"]
+    assert [(p["author"], p["author_key_id"]) for p in produced] == [(AUTHORS(HANDLE), "k2")] * 2
+    assert produced[0]["metadata"]["boosted_by"] == AUTHORS("bertil")
+    dead = [json.loads(v) for topic, _, v in kafka.records if topic == "dead"]
+    assert [(d["reason"], d["payload"]) for d in dead] == [("line 3: bad", "")]
+    assert not any(n in v.decode() for _, _, v in kafka.records for n in ("anna", "bertil"))
+
+    # privacy.authors: keep: handles and raw records as they came.
+    kept = _Topic()
+    keep = Pipeline(dedup=_FreshIds(), producer=kept, metrics=IngestMetrics(), topic="raw", deadletter_topic="dead")
+    await keep.ingest([from_post(post)], channel="mastodon")
+    await keep.dead_letter("connector:m", [Rejection("line 3: bad", payload="{}")])
+    assert [json.loads(v)["author"] for t, _, v in kept.records if t == "raw"] == [HANDLE]
+    assert [json.loads(v)["payload"] for t, _, v in kept.records if t == "dead"] == ["{}"]
