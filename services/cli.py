@@ -78,7 +78,10 @@ def evaluate(config: str | None, write_card: bool) -> None:
               help="YAML settings file with the organizations to match.")
 @click.option("--output", "-o", type=click.Path(dir_okay=False, writable=True), default="-",
               help="Write predictions here instead of stdout.")
-def classify(input_path: str, config: str | None, output: str) -> None:
+@click.option("--scope", type=click.Choice(["all", "mentions"]), default="all", show_default=True,
+              help="all: topics and sentiment for every post; mentions: only for posts that mention "
+                   "a watched organization (as the service's classify.scope does).")
+def classify(input_path: str, config: str | None, output: str, scope: str) -> None:
     """Classify JSONL posts (each line needs "id" and "text"; "-" reads stdin).
 
     Writes one JSON line per input line; a line that cannot be classified gets
@@ -94,7 +97,9 @@ def classify(input_path: str, config: str | None, output: str) -> None:
         source = batch.open_input(input_path)
     except OSError as e:
         raise click.FileError(input_path, hint=e.strerror) from None
+    settings = settings.model_copy(update={"classify": settings.classify.model_copy(update={"scope": scope})})
     classifier = Classifier.from_settings(settings)
+    click.echo(f"encoder: {classifier.encoder.precision} ({classifier.encoder.runtime}), scope: {scope}", err=True)
     out = sys.stdout if output == "-" else open(output, "w", encoding="utf-8")
     with source, tqdm(total=batch.count_lines(input_path), unit="post", file=sys.stderr,
                       disable=None, mininterval=1.0, desc="classifying") as bar:

@@ -1,10 +1,11 @@
 """The multilingual transformer encoder: texts in, L2-normalised sentence vectors out.
 
 E5 models expect the ``query: `` prefix and mean pooling over real tokens.
-Throughput comes from five things measured in bench/bench_classify.py:
-batches sorted by token count (about 2% padding; sorting by characters left
-about 20%), bfloat16 matmuls on CPUs that have them (AMX/AVX-512 BF16), the
-feed-forward GELU fused into its matmul (cpu_fusion.py), one single-threaded
+Throughput comes from things measured in bench/bench_classify.py: batches
+sorted by token count (about 2% padding; sorting by characters left about
+20%), a precision and runtime chosen from what the CPU has (``choose_precision``:
+bfloat16 PyTorch with the feed-forward GELU fused into its matmul on AMX CPUs,
+the int8 ONNX Runtime graph of onnx_int8.py elsewhere), one single-threaded
 forward per core running side by side (post-length tensors are too small for
 intra-op threads to pay off), and no autograd bookkeeping.
 """
@@ -20,13 +21,15 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import torch
-from transformers import AutoModel, AutoTokenizer
+from transformers import AutoConfig, AutoModel, AutoTokenizer
 from transformers.utils import logging as hf_logging
 
 from .cpu_fusion import fuse_feed_forward_gelu
+from .onnx_int8 import Int8Graph, int8_path, int8_ready
 
 PREFIX = "query: "
-PRECISIONS = ("fp32", "bf16")
+PRECISIONS = ("fp32", "bf16", "int8")
+RUNTIMES = {"fp32": "torch", "bf16": "torch", "int8": "onnxruntime"}
 # Mean-pooled hidden states of these layers, each L2-normalised, concatenated.
 # Middle layers keep more of the wording (tone, who speaks) that the last layer
 # abstracts away; on the training data's cross-validation folds this beat the
@@ -48,9 +51,36 @@ def resolve_model_path(model: str) -> str:
     return model
 
 
-def bf16_supported() -> bool:
-    flags = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+def cpu_flags() -> frozenset[str]:
+    """The CPU's feature flags (Linux); empty where /proc/cpuinfo says nothing."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return frozenset()
+    for line in text.splitlines():
+        if line.startswith(("flags", "Features")):  # x86, ARM
+            return frozenset(line.split(":", 1)[1].split())
+    return frozenset()
+
+
+def bf16_supported(flags: frozenset[str] | None = None) -> bool:
+    flags = cpu_flags() if flags is None else flags
     return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def choose_precision(flags: frozenset[str], int8_available: bool) -> str:
+    """The served path for a CPU with ``flags``, from bench/bench_classify.py's figures.
+
+    AMX multiplies bf16 tiles natively: bf16 PyTorch was 9.4x the baseline there.
+    Everywhere else the int8 graph wins (AVX-512 BF16 without AMX: int8 ~1.3x
+    faster than bf16; AVX2 only: bf16 has no kernels and fp32 was ~2.2x the
+    baseline). Without the int8 graph (not built), the best PyTorch path.
+    """
+    if "amx_bf16" in flags:
+        return "bf16"
+    if int8_available:
+        return "int8"
+    return "bf16" if bf16_supported(flags) else "fp32"
 
 
 class Encoder:
@@ -58,23 +88,33 @@ class Encoder:
                  threads: int | None = None, layers: tuple[int, ...] = DEFAULT_LAYERS):
         """``threads``: forwards run side by side, one single-threaded worker per
         core (default: all cores)."""
+        path = resolve_model_path(model)
+        self.layers = tuple(layers)
         if precision == "auto":
-            precision = "bf16" if bf16_supported() else "fp32"
+            precision = choose_precision(cpu_flags(), int8_ready(path, self.layers))
         if precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {PRECISIONS}, not {precision!r}")
+            raise ValueError(f"precision must be one of {PRECISIONS} or auto, not {precision!r}")
+        if precision == "int8" and not int8_ready(path, self.layers):
+            raise FileNotFoundError(
+                f"no int8 graph for layers {list(self.layers)} at {int8_path(path)} (or it is older than the "
+                f"model's weights); run `make model` to build it, or choose another precision")
         self.workers = threads or os.cpu_count() or 1
         if self.workers > 1:
             # The intra-op thread count is per thread (OpenMP), so each worker sets its own.
             self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="encoder",
                                             initializer=torch.set_num_threads, initargs=(1,))
-        path = resolve_model_path(model)
         hf_logging.disable_progress_bar()  # a local load is instant; the bar only clutters logs
         self.name = model
         self.precision = precision
+        self.runtime = RUNTIMES[precision]
         self.max_length = max_length
-        self.layers = tuple(layers)
         self.tokenizer = AutoTokenizer.from_pretrained(path)
         self.pad_id = self.tokenizer.pad_token_id or 0
+        if precision == "int8":
+            self.model, self.graph = None, Int8Graph(int8_path(path))
+            self.dim = int(AutoConfig.from_pretrained(path).hidden_size) * len(self.layers)
+            return
+        self.graph = None
         # For posts (tens of tokens) plain matmul attention beats the fused CPU SDPA
         # kernel: in bf16 it runs on AMX like the rest (see bench/bench_classify.py).
         net = AutoModel.from_pretrained(path, dtype=torch.float32,
@@ -91,20 +131,25 @@ class Encoder:
         return self.tokenizer([PREFIX + t for t in texts], truncation=True,
                               max_length=self.max_length)["input_ids"]
 
-    def _padded(self, rows: Sequence[list[int]]) -> dict[str, torch.Tensor]:
+    def _padded(self, rows: Sequence[list[int]]) -> dict[str, np.ndarray]:
         width = max(map(len, rows))
         ids = np.full((len(rows), width), self.pad_id, dtype=np.int64)
         mask = np.zeros((len(rows), width), dtype=np.int64)
         for r, row in enumerate(rows):
             ids[r, :len(row)] = row
             mask[r, :len(row)] = 1
-        return {"input_ids": torch.from_numpy(ids), "attention_mask": torch.from_numpy(mask)}
+        return {"input_ids": ids, "attention_mask": mask}
+
+    def _forward(self, enc: dict[str, np.ndarray]) -> np.ndarray:
+        if self.graph is not None:
+            return self.graph(enc["input_ids"], enc["attention_mask"])
+        return self._torch_forward(torch.from_numpy(enc["input_ids"]), torch.from_numpy(enc["attention_mask"]))
 
     @torch.inference_mode()
-    def _forward(self, enc) -> np.ndarray:
-        hidden = self.model(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"],
+    def _torch_forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> np.ndarray:
+        hidden = self.model(input_ids=input_ids, attention_mask=attention_mask,
                             output_hidden_states=True).hidden_states
-        mask = enc["attention_mask"].unsqueeze(-1)
+        mask = attention_mask.unsqueeze(-1)
         denom = mask.sum(1).clamp(min=1)
         parts = [torch.nn.functional.normalize(((hidden[k] * mask).sum(1) / denom).float(), dim=-1)
                  for k in self.layers]

@@ -68,6 +68,9 @@ LONG_TEXT_CHARS = 120
 # its answer settles long before: the labelled posts are all under 310
 # characters.
 MAX_CHARS = 1000
+# Quick mode (posts that only feed the per-language metric): the low-accuracy
+# detector on at most this many characters, about 2.5x faster per post.
+QUICK_MAX_CHARS = 300
 
 _detectors: dict[bool, LanguageDetector] = {}
 _detector_lock = threading.Lock()
@@ -83,16 +86,16 @@ def _get_detector(long_text: bool = False) -> LanguageDetector:
     return _detectors[long_text]
 
 
-def _clean(text: str) -> str | None:
-    """Text reduced to its words (at most MAX_CHARS, whole words where possible),
+def _clean(text: str, max_chars: int = MAX_CHARS) -> str | None:
+    """Text reduced to its words (at most ``max_chars``, whole words where possible),
     or None when there are too few to judge."""
     words = _WORD.findall(_NOISE.sub(" ", text))
     if len(words) < MIN_WORDS:
         return None
     cleaned = " ".join(words)
-    if len(cleaned) > MAX_CHARS:
-        cut = cleaned.rfind(" ", 0, MAX_CHARS + 1)
-        cleaned = cleaned[: cut if cut > 0 else MAX_CHARS]
+    if len(cleaned) > max_chars:
+        cut = cleaned.rfind(" ", 0, max_chars + 1)
+        cleaned = cleaned[: cut if cut > 0 else max_chars]
     return cleaned
 
 
@@ -121,13 +124,17 @@ def detect_language(text: str, min_confidence: float = MIN_CONFIDENCE) -> str:
     return _decide(detector.compute_language_confidence_values(cleaned), min_confidence)
 
 
-def detect_languages(texts: Iterable[str], min_confidence: float = MIN_CONFIDENCE) -> list[str]:
-    """Batch version of :func:`detect_language`, using lingua's thread pool."""
-    cleaned = [_clean(t) for t in texts]
+def detect_languages(texts: Iterable[str], min_confidence: float = MIN_CONFIDENCE, *,
+                     quick: bool = False) -> list[str]:
+    """Batch version of :func:`detect_language`, using lingua's thread pool.
+
+    ``quick``: the low-accuracy detector on the first QUICK_MAX_CHARS characters
+    for every text, for posts whose language is only counted."""
+    cleaned = [_clean(t, QUICK_MAX_CHARS if quick else MAX_CHARS) for t in texts]
     decided: dict[int, str] = {}
     for long_text in (False, True):
         todo = [i for i, c in enumerate(cleaned)
-                if c is not None and (len(c) >= LONG_TEXT_CHARS) == long_text]
+                if c is not None and (quick or len(c) >= LONG_TEXT_CHARS) == long_text]
         if todo:
             values = _get_detector(long_text).compute_language_confidence_values_in_parallel(
                 [cleaned[i] for i in todo])

@@ -7,6 +7,14 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from lyssna.common.metrics import ServiceMetrics
 
 SERVICE = "classify"
+# The ingest channels (lyssna.ingest.metrics); a post's source can be set by an API
+# client, so anything else is "other" and the label's cardinality stays bounded.
+CHANNELS = frozenset({"http", "rss", "mastodon", "bluesky", "file"})
+
+
+def channel(source: str) -> str:
+    kind = source.split(":", 1)[0]
+    return kind if kind in CHANNELS else "other"
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 
@@ -29,8 +37,17 @@ class ClassifyMetrics(ServiceMetrics):
         self.overrunning = Gauge("lyssna_classify_overrunning_threads",
                                  "Classification threads given up on past their budget and still running "
                                  "(they cannot be stopped; each one takes CPU until it ends).", registry=r)
-        for outcome in ("classified", "deadletter"):
+        self.skipped = Counter("lyssna_classify_skipped_total",
+                               "Posts without a watched organization, not run through the transformer "
+                               "(classify.scope: mentions), by language and channel.",
+                               ["lang", "channel"], registry=r)
+        self.encoded = Counter("lyssna_classify_encoded_posts",
+                               "Posts run through the transformer (warm-up excluded).", registry=r)
+        for outcome in ("classified", "skipped", "deadletter"):
             self.posts.labels(outcome)
+
+    def count_skipped(self, post) -> None:
+        self.skipped.labels(post.lang, channel(post.source)).inc()
 
     def count_mentions(self, post) -> None:
         for org in post.orgs:

@@ -177,6 +177,7 @@ class ClassifyService:
         self.progress = StreamProgress(time.monotonic())
         self.failure: asyncio.Future | None = None
         self.stopping = False
+        self._encoded_seen = 0
 
     # ------------------------------------------------------------------ wiring
     async def start(self, *, serve_http: bool = True) -> None:
@@ -190,6 +191,7 @@ class ClassifyService:
         if self.classifier is None:
             self.classifier = await asyncio.to_thread(Classifier.from_settings, s)
         await asyncio.to_thread(self.classifier.warm_up)
+        self._encoded_seen = self.classifier.encoded
         self.failure = asyncio.get_running_loop().create_future()
         self.tasks["stream"] = asyncio.create_task(self._watch_stream(), name="classify-stream")
         await asyncio.to_thread(ensure_topics, s.kafka.bootstrap_servers,
@@ -210,6 +212,8 @@ class ClassifyService:
                       self._observe_lag,
                       client_id=f"{self.app_id}-lag"), name="classify-lag")
         log.info("classify started", extra={"model": self.classifier.model_info.encoder,
+                                            "runtime": self.classifier.encoder.runtime,
+                                            "scope": self.classifier.scope,
                                             "heads": self.classifier.model_info.heads})
 
     async def wait(self) -> None:
@@ -272,8 +276,13 @@ class ClassifyService:
                 good.append(event)
             else:
                 bad.append((event, parsed))
-        topic, records = self.settings.kafka.topics.posts_classified, []
+        topic, records, skipped = self.settings.kafka.topics.posts_classified, [], []
+        forward_skipped = self.settings.classify.irrelevant == "forward"
         for event, outcome in zip(good, await self._classify(posts) if posts else []):
+            if not isinstance(outcome, str) and outcome.skipped:
+                skipped.append(outcome)
+                if not forward_skipped:
+                    continue  # not kept past classification (privacy: it mentions no one we watch)
             if not isinstance(outcome, str):
                 try:
                     records.append((topic, outcome.id.encode(), outcome.to_bytes()))
@@ -289,7 +298,15 @@ class ClassifyService:
         self.progress.progressed(time.monotonic())
         for post in classified:
             self.metrics.count_mentions(post)
-        self.metrics.posts.labels("classified").inc(len(events) - len(bad))
+        for post in skipped:
+            self.metrics.count_skipped(post)
+        # The classifier counts what reached the encoder (a thread given up on past
+        # its budget may still add some; they show in the next batch's delta).
+        encoded = self.classifier.encoded
+        self.metrics.encoded.inc(encoded - self._encoded_seen)
+        self._encoded_seen = encoded
+        self.metrics.posts.labels("skipped").inc(len(skipped))
+        self.metrics.posts.labels("classified").inc(len(events) - len(bad) - len(skipped))
         if bad:
             self.metrics.posts.labels("deadletter").inc(len(bad))
             self.metrics.deadletters.labels(SERVICE).inc(len(bad))

@@ -154,6 +154,17 @@ class ClassifySettings(ServerSettings):
     batch_size: int = Field(64, ge=1)
     batch_within: Duration = timedelta(milliseconds=200)
     threads: int | None = Field(None, ge=1)
+    precision: Literal["auto", "int8", "bf16", "fp32"] = Field(
+        "auto", description="the encoder's path: auto picks from the CPU (bf16 on AMX, else the int8 "
+                            "ONNX graph `make model` builds, else fp32); the service logs its choice")
+    scope: Literal["mentions", "all"] = Field(
+        "mentions", description="mentions: the transformer runs only on posts that mention a watched "
+                                "organization; the others get their language, are counted in "
+                                "lyssna_classify_skipped_total and handled as `irrelevant` says. all: every post")
+    irrelevant: Literal["drop", "forward"] = Field(
+        "drop", description="with scope: mentions, what happens to a post without a watched organization: "
+                            "drop (not kept past classification) or forward to posts.classified with "
+                            "orgs: [], no topics and skipped set")
     app_id: str = Field("lyssna-classify", pattern=r"^[A-Za-z0-9_.-]+$",
                         description="Kafka consumer group of the classify workers")
     batch_budget: Duration = Field(timedelta(seconds=30),

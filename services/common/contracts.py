@@ -131,6 +131,9 @@ class ClassifiedPost(Post):
     sentiment_scores: dict[Sentiment, float] = Field(default_factory=dict)
     model: ModelInfo
     classified_at: datetime = Field(default_factory=utcnow)
+    # Set when the transformer did not run (classify.scope: mentions and no watched
+    # organization): topics and scores are then empty and sentiment means nothing.
+    skipped: str | None = Field(None, max_length=64)
 
 
 class AlertState(StrEnum):

@@ -30,7 +30,11 @@ TEXTS = [
 @pytest.fixture(scope="module")
 def classifier() -> Classifier:
     """One real model for the module: loading it is the slow part."""
-    return Classifier.from_settings(load_settings(None, env={}))
+    # scope "all": without a watchlist, "mentions" would skip the transformer these
+    # tests are about.
+    settings = load_settings(None, env={})
+    return Classifier.from_settings(settings.model_copy(update={
+        "classify": settings.classify.model_copy(update={"scope": "all"})}))
 
 
 def posts(n: int, prefix: str, marked: dict[int, str] | None = None) -> list[Post]:

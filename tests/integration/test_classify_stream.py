@@ -57,13 +57,20 @@ def test_posts_in_classified_out_and_poison_to_deadletter(infra, topics, setting
         produce(infra.bootstrap_servers, topics.posts_raw,
                 [(p.id.encode(), p.to_bytes()) for p in batch[:20]] + poison
                 + [(p.id.encode(), p.to_bytes()) for p in batch[20:]])
-        want = {p.id for p in batch}
+        # classify.scope is "mentions" (the default): the weather post (every sixth)
+        # names no watched organization, so it is counted and dropped, never encoded.
+        irrelevant = {p.id for p in batch if "Acme" not in p.text}
+        want = {p.id for p in batch} - irrelevant
+        assert len(irrelevant) == 6
         wait_for(lambda: want <= classified_ids(infra, topics.posts_classified), timeout=120,
                          what="every good post classified (the stream went on past the poison)")
+        wait_for(lambda: 'lyssna_classify_posts_total{outcome="skipped"} 6.0'
+                 in httpx.get(f"http://127.0.0.1:{port}/metrics").text, what="the irrelevant posts counted")
         out = {c.id: c for c in map(ClassifiedPost.from_bytes, read_all(infra.bootstrap_servers,
                                                                         topics.posts_classified))}
+        assert set(out) == want, "a post without a watched organization was kept past classification"
         assert out["ok-0"].orgs == ["Acme Robotics"] and "recruitment" in out["ok-0"].topics
-        assert out["ok-5"].orgs == [] and out["ok-5"].lang == "sv"
+        assert out["ok-0"].skipped is None
         assert set(out["ok-0"].topic_scores) == {"recruitment", "employer_branding", "internal_communication",
                                                  "employee_satisfaction", "customer_satisfaction", "engagement"}
         dead = wait_for(lambda: [DeadLetter.from_bytes(v) for v in
@@ -76,6 +83,8 @@ def test_posts_in_classified_out_and_poison_to_deadletter(infra, topics, setting
         metrics = httpx.get(f"http://127.0.0.1:{port}/metrics").text
         assert 'lyssna_classify_posts_total{outcome="deadletter"} 3.0' in metrics
         assert 'lyssna_classify_mentions_total{lang="sv",org="Acme Robotics"' in metrics
+        assert f"lyssna_classify_encoded_posts_total {float(len(want))}" in metrics  # never the irrelevant ones
+        assert 'lyssna_classify_skipped_total{channel="other",lang="sv"} 6.0' in metrics
     finally:
         worker.stop()
 

