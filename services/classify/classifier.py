@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from lyssna.common.config import Settings
 from lyssna.common.contracts import ClassifiedPost, ModelInfo, Post
@@ -14,6 +14,7 @@ from .encoder import Encoder
 from .heads import Heads
 from .langid import SUPPORTED, UNDETERMINED, detect_languages
 from .mentions import MentionMatcher, Organization
+from .relevance import OrgDecider, decider_from_settings
 
 
 class Abandoned(Exception):
@@ -37,6 +38,9 @@ class Result:
     # Why the transformer did not run (scope "mentions" and no watched
     # organization); topics and sentiment are then empty and "neutral" by default.
     skipped: str | None = None
+    # Why a named organization did (not) count (relevance.OrgDecider).
+    org_relevance: dict[str, float] = field(default_factory=dict)
+    rejected_orgs: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def not_encoded(cls, lang: str) -> "Result":
@@ -48,15 +52,17 @@ class Result:
         a field added here must be added to ClassifiedPost too, and the reverse)."""
         return ClassifiedPost(**post.model_dump(exclude={"schema_"}), lang=self.lang, orgs=self.orgs,
                               topics=self.topics, topic_scores=self.topic_scores, sentiment=self.sentiment,
-                              sentiment_scores=self.sentiment_scores, model=model, skipped=self.skipped)
+                              sentiment_scores=self.sentiment_scores, model=model, skipped=self.skipped,
+                              org_relevance=self.org_relevance, rejected_orgs=self.rejected_orgs)
 
 
 class Classifier:
     def __init__(self, encoder: Encoder, heads: Heads, matcher: MentionMatcher, batch_size: int = 64,
-                 scope: str = "all"):
+                 scope: str = "all", decider: OrgDecider | None = None):
         """``scope``: "mentions" runs the transformer only on texts that mention a
         watched organization (the others get their language and nothing else);
-        "all" on every text."""
+        "all" on every text. ``decider``: which named organizations count (boolean
+        queries, the relevance head for ambiguous names); default: every one."""
         if scope not in SCOPES:
             raise ValueError(f"scope must be one of {SCOPES}, not {scope!r}")
         if tuple(heads.layers) != tuple(encoder.layers) or heads.topic_weights.shape[1] != encoder.dim:
@@ -65,6 +71,7 @@ class Classifier:
                              f"{encoder.layers} ({encoder.dim}-d); retrain with `lyssna train`")
         self.encoder, self.heads, self.matcher, self.batch_size = encoder, heads, matcher, batch_size
         self.scope = scope
+        self.decider = decider or OrgDecider([], None, None)
         self.encoded = 0  # texts that went through the transformer (the scope test counts them)
         self.model_info = ModelInfo(encoder=f"{encoder.name}@{encoder.precision}", heads=heads.version)
         # The stream worker gives up on a thread that overruns its time budget but cannot
@@ -75,15 +82,17 @@ class Classifier:
     def from_settings(cls, settings: Settings, *, precision: str | None = None) -> "Classifier":
         c = settings.classify
         precision = precision or c.precision
-        return cls(Encoder(c.model, precision=precision, threads=c.threads), Heads.load(c.heads),
-                   matcher_from_settings(settings), batch_size=c.batch_size, scope=c.scope)
+        encoder = Encoder(c.model, precision=precision, threads=c.threads)
+        return cls(encoder, Heads.load(c.heads), matcher_from_settings(settings), batch_size=c.batch_size,
+                   scope=c.scope, decider=decider_from_settings(settings.organizations, encoder, c.heads))
 
     def classify_texts(self, texts: Sequence[str], lang_hints: Sequence[str | None] | None = None,
                        *, abandoned: threading.Event | None = None) -> list[Result]:
         """``abandoned``: set by a caller that stopped waiting (time budget); the text
         handling, whose cost depends on the text, runs first, so an abandoned call
         stops there instead of spending the encoder's time on a result nobody reads."""
-        orgs = [self.matcher.find(text) for text in texts]
+        spans = [self.matcher.find_spans(text) for text in texts]
+        orgs = [list(dict.fromkeys(m.org for m in found)) for found in spans]
         wanted = [i for i, found in enumerate(orgs) if found or self.scope == "all"]
         langs = self._languages(texts, wanted)
         if lang_hints:
@@ -98,9 +107,12 @@ class Classifier:
             with self._encoder_lock:
                 embeddings = self.encoder.embed([texts[i] for i in wanted], self.batch_size)
                 self.encoded += len(wanted)
-            for i, p in zip(wanted, self.heads.predict(embeddings)):
-                results[i] = Result(lang=langs[i], orgs=orgs[i], topics=p.topics, topic_scores=p.topic_scores,
-                                    sentiment=p.sentiment, sentiment_scores=p.sentiment_scores)
+            for i, p, vector in zip(wanted, self.heads.predict(embeddings), embeddings):
+                # Queries and, for ambiguous names, the relevance head on the same vector.
+                d = self.decider.decide(texts[i], spans[i], vector)
+                results[i] = Result(lang=langs[i], orgs=d.orgs, topics=p.topics, topic_scores=p.topic_scores,
+                                    sentiment=p.sentiment, sentiment_scores=p.sentiment_scores,
+                                    org_relevance=d.relevance, rejected_orgs=d.rejected)
         return results
 
     @staticmethod

@@ -134,6 +134,11 @@ class ClassifiedPost(Post):
     # Set when the transformer did not run (classify.scope: mentions and no watched
     # organization): topics and scores are then empty and sentiment means nothing.
     skipped: str | None = Field(None, max_length=64)
+    # Why a named organization did (not) count: the relevance model's score for each
+    # ambiguous name it judged (0..1; counted at or above its threshold), and each
+    # named organization that is not in ``orgs`` with the reason.
+    org_relevance: dict[str, float] = Field(default_factory=dict)
+    rejected_orgs: dict[str, Literal["not_relevant", "exclude", "include_any", "near"]] = Field(default_factory=dict)
 
 
 class AlertState(StrEnum):
