@@ -107,6 +107,14 @@ kafka_node() {
   NODE_LOG="$NODE_DATA.log"
 }
 
+# A random cluster id as Kafka writes them (base64url of a UUID), never starting
+# with "-": the storage tool would take such an id for an option and refuse it.
+kafka_cluster_id() {
+  python3 -c 'import base64, uuid
+while (i := base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")).startswith("-"): pass
+print(i)'
+}
+
 kafka_voters() {
   local i out=()
   for ((i = 1; i <= KAFKA_BROKERS; i++)); do out+=("$i@127.0.0.1:$((KAFKA_CONTROLLER_PORT + 2 * (i - 1)))"); done
@@ -179,10 +187,10 @@ PROPS
       # Every node of a cluster is formatted with the same cluster id, kept beside them.
       if ((KAFKA_BROKERS > 1)); then
         local id_file="$KAFKA_HOME/cluster-$KAFKA_PORT/cluster.id"
-        [[ -s "$id_file" ]] || python3 -c 'import base64,uuid;print(base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("="))' >"$id_file"
+        [[ -s "$id_file" ]] || kafka_cluster_id >"$id_file"
         cluster_id=$(cat "$id_file")
       else
-        cluster_id=$(python3 -c 'import base64,uuid;print(base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("="))')
+        cluster_id=$(kafka_cluster_id)
       fi
       log "formatting Kafka storage in $NODE_DATA (once)"
       "${jvm[@]}" kafka.tools.StorageTool format -t "$cluster_id" -c "$NODE_PROPS" >"$NODE_LOG/format.log" 2>&1 \

@@ -52,7 +52,11 @@ class KafkaCluster:
     @classmethod
     def start(cls, brokers: int = 3) -> "KafkaCluster":
         cluster = cls(free_port_run(2 * brokers), brokers)
-        cluster.up()
+        try:
+            cluster.up()
+        except BaseException:
+            cluster.destroy()  # the nodes that did start, and the data
+            raise
         return cluster
 
     @property
