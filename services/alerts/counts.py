@@ -10,7 +10,7 @@ Two agents:
   from the same partition to be recovered correctly.
 - ``count`` adds each mention to the table, keyed ``<org>|<bucket start>``.
   A bucket (``alerts.bucket``, 1 minute by default) holds the cells of
-  :func:`rules.cell_keys`; beside it, one small ``<org>|<bucket start>#<post
+  :func:`rules.scored_cell_keys` (:func:`rules.cell_keys` with score levels); beside it, one small ``<org>|<bucket start>#<post
   hash>`` key per post counted in it, so a post read twice (a restart replays
   everything after the last committed offset; ingest may also let a duplicate
   through) is counted once. Each is its own table key because the changelog
@@ -52,7 +52,7 @@ from lyssna.common.contracts import SENTIMENTS, ClassifiedPost, DeadLetter, as_u
 from lyssna.common.kafka_admin import resolve_replication
 
 from .ownership import Ownership, partition_for_org
-from .rules import CellKey, cell_keys
+from .rules import CellKey, ScoredCellKey, cell_keys, scored_cell_keys
 from .windows import EPOCH
 
 log = logging.getLogger("lyssna.alerts.counts")
@@ -89,6 +89,11 @@ def _cell_str(cell: CellKey) -> str:
 def _cell_key(org: str, s: str) -> CellKey:
     topic, sentiment, lang = s.split(_CELL_SEP, 2)
     return (org, topic, sentiment, lang)
+
+
+def _scored_cell_key(org: str, s: str) -> ScoredCellKey:
+    topic, sentiment, lang, topic_level, sentiment_level = s.rsplit(_CELL_SEP, 4)
+    return (org, topic, sentiment, lang, int(topic_level), int(sentiment_level))
 
 
 @dataclass
@@ -205,13 +210,16 @@ class CountBuckets:
         h = post_hash(post.id)
         if h in seen:
             return AddResult.duplicate
-        cells = dict((self.table.get(key) or {}).get("c", {}))
-        for cell in cell_keys(post.model_copy(update={"orgs": [org]})):
-            s = _cell_str(cell)
-            cells[s] = cells.get(s, 0) + 1
+        # The cells with the post's score levels (rules with min_score read them; the others
+        # sum over the levels). "c" holds the plain cells of buckets written before levels.
+        value = dict(self.table.get(key) or {})
+        scored = dict(value.get("s", {}))
+        for cell in scored_cell_keys(post.model_copy(update={"orgs": [org]})):
+            s = _CELL_SEP.join(map(str, cell[1:]))
+            scored[s] = scored.get(s, 0) + 1
         # A new dict every time: the table only writes its changelog on assignment.
-        # Its size is bounded by the number of cells, not by the posts counted.
-        self.table[key] = {"c": cells}
+        # Its size is bounded by the number of cells (times score levels), not by the posts counted.
+        self.table[key] = {**value, "s": scored}
         if len(seen) < MAX_IDS_PER_BUCKET:
             self.table[self.seen_key(key, h)] = 1
             seen.add(h)
@@ -267,16 +275,23 @@ class CountBuckets:
 
     # -------------------------------------------------------- reads
 
-    def cells(self, org: str, start: datetime, end: datetime) -> dict[CellKey, int]:
-        """Summed cells of ``org`` over the buckets in ``[start, end)``."""
+    def cells(self, org: str, start: datetime, end: datetime,
+              scored: bool = False) -> dict[CellKey, int] | dict[ScoredCellKey, int]:
+        """Summed cells of ``org`` over the buckets in ``[start, end)``; ``scored``: the
+        cells with score levels (:func:`rules.scored_cell_keys`), for a rule with min_score."""
         self._index()
-        out: dict[CellKey, int] = {}
+        out: dict = {}
         for key in self._bucket_keys(org, start, end):
             value = self.table.get(key)
-            if value:
-                for s, n in value["c"].items():
-                    cell = _cell_key(org, s)
-                    out[cell] = out.get(cell, 0) + n
+            if not value:
+                continue
+            for s, n in value.get("s", {}).items():
+                cell = _scored_cell_key(org, s)
+                cell = cell if scored else cell[:4]
+                out[cell] = out.get(cell, 0) + n
+            for s, n in ({} if scored else value.get("c", {})).items():
+                cell = _cell_key(org, s)
+                out[cell] = out.get(cell, 0) + n
         return out
 
     def distinct_authors(self, org: str, start: datetime, end: datetime, cells: Iterable[CellKey],

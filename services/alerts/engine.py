@@ -204,14 +204,15 @@ class Engine:
 
     def _decide(self, rule: RuleConfig, org: str, window: Window, state: R.RuleState | None, now: datetime,
                 since: datetime, late: timedelta = timedelta(0)) -> tuple[R.Decision, R.WindowCounts]:
-        current = R.counts_for(rule, org, self.counts.cells(org, window.start, window.end),
+        scored = rule.min_score is not None  # its counts come from the cells with score levels
+        current = R.counts_for(rule, org, self.counts.cells(org, window.start, window.end, scored),
                                self.counts.distinct_authors(org, window.start, window.end,
                                                             R.measured_cells(rule, org)))
         baseline = []
         if isinstance(rule.condition, SpikeCondition):
             for w in trailing_windows(window.start, rule.window, rule.condition.baseline_windows):
                 if w.start >= since:
-                    baseline.append(R.counts_for(rule, org, self.counts.cells(org, w.start, w.end)))
+                    baseline.append(R.counts_for(rule, org, self.counts.cells(org, w.start, w.end, scored)))
         decision = R.evaluate(rule, org, window=window, current=current, baseline=baseline,
                               state=state, now=now, late=late)
         return decision, current

@@ -35,6 +35,13 @@ Semantics, decided here once:
   the rule measures come from at least that many distinct authors
   (pseudonyms; a post without an author counts for no one), so one person
   posting twenty times is not twenty voices.
+- **min_score**: a post is in scope only when its score for the rule's
+  ``topic`` is at least ``min_score``, and it is measured (``sentiment``, or
+  a ratio's numerator) only when its score for that sentiment is too; a ratio
+  then compares the confidently-``sentiment`` posts with every confident
+  in-scope post. Scores are kept in steps of 1/``MIN_SCORE_STEPS`` (floored),
+  and counted in separate cells (:func:`scored_cell_keys`). ``min_authors``
+  counts the authors of the rule's cells whatever their scores.
 - **Firing and resolving**: an alert fires once when the condition becomes
   true and resolves once when it becomes false; nothing is emitted while it
   stays true or stays false.
@@ -56,7 +63,7 @@ from datetime import datetime, timedelta, timezone
 from enum import StrEnum
 from typing import Any, Iterable, Mapping, Sequence
 
-from lyssna.common.config import CountCondition, RatioCondition, RuleConfig, SpikeCondition
+from lyssna.common.config import MIN_SCORE_STEPS, CountCondition, RatioCondition, RuleConfig, SpikeCondition
 from lyssna.common.contracts import SENTIMENTS, AlertEvent, AlertState, ClassifiedPost, SamplePost, as_utc
 
 from .windows import Window
@@ -68,6 +75,9 @@ MIN_BASELINE_WINDOWS = 2
 # any rule, including one added later through the API, can be answered from
 # the same counts.
 CellKey = tuple[str, str, str, str]
+# A CellKey plus the post's topic and sentiment score levels (score_level): what
+# a rule with min_score is answered from. A "*" topic cell has the top level.
+ScoredCellKey = tuple[str, str, str, str, int, int]
 
 
 # ---------------------------------------------------------------- matching
@@ -85,8 +95,21 @@ def _numerator_sentiment(rule: RuleConfig) -> str | None:
     return rule.sentiment.value if rule.sentiment else None
 
 
+def score_level(score: float | None) -> int:
+    """A score in whole steps of 1/MIN_SCORE_STEPS, floored (0.749 -> 14 of 20): a
+    level >= ``score_level(min_score)`` means the score is >= min_score. Scores come
+    rounded to 4 decimals, so rounding first keeps 0.7 from flooring to 13."""
+    return int(round((score or 0.0) * 10_000)) * MIN_SCORE_STEPS // 10_000
+
+
+def _confident(rule: RuleConfig, level: int) -> bool:
+    return rule.min_score is None or level >= score_level(rule.min_score)
+
+
 def _in_scope_ignoring_org(rule: RuleConfig, post: ClassifiedPost) -> bool:
     if rule.topic is not None and rule.topic not in post.topics:
+        return False
+    if rule.topic is not None and not _confident(rule, score_level(post.topic_scores.get(rule.topic))):
         return False
     if rule.lang is not None and normalize_lang(post.lang) != normalize_lang(rule.lang):
         return False
@@ -110,7 +133,8 @@ def matches(rule: RuleConfig, post: ClassifiedPost) -> bool:
     if not keys_for(rule, post):
         return False
     want = _numerator_sentiment(rule)
-    return want is None or post.sentiment.value == want
+    return want is None or (post.sentiment.value == want
+                            and _confident(rule, score_level(post.sentiment_scores.get(post.sentiment))))
 
 
 def cell_keys(post: ClassifiedPost) -> list[CellKey]:
@@ -121,6 +145,14 @@ def cell_keys(post: ClassifiedPost) -> list[CellKey]:
     topics = [t.value for t in dict.fromkeys(post.topics)] + [ANY]
     return [(org, topic, post.sentiment.value, la)
             for org in dict.fromkeys(post.orgs) for topic in topics for la in langs]
+
+
+def scored_cell_keys(post: ClassifiedPost) -> list[ScoredCellKey]:
+    """:func:`cell_keys` with the post's score levels for the cell's topic and its sentiment."""
+    top = score_level(1.0)
+    sentiment = score_level(post.sentiment_scores.get(post.sentiment))
+    return [(*cell, top if cell[1] == ANY else score_level(post.topic_scores.get(cell[1])), sentiment)
+            for cell in cell_keys(post)]
 
 
 # ---------------------------------------------------------------- counts
@@ -162,20 +194,42 @@ def measured_cells(rule: RuleConfig, org: str) -> list[CellKey]:
     return [(org, topic, s, lang) for s in ([want] if want else SENTIMENTS)]
 
 
-def counts_for(rule: RuleConfig, org: str, cells: Mapping[CellKey, int],
+def counts_for(rule: RuleConfig, org: str, cells: Mapping[CellKey, int] | Mapping[ScoredCellKey, int],
                authors: int | None = None) -> WindowCounts:
-    """A rule's view of one window, from the cells of :func:`cell_keys`; ``authors``:
-    the distinct authors of its :func:`measured_cells`, when known."""
+    """A rule's view of one window, from the cells of :func:`cell_keys` (a rule with
+    ``min_score``: of :func:`scored_cell_keys`); ``authors``: the distinct authors of
+    its :func:`measured_cells`, when known."""
     if rule.org != ANY and org != rule.org:
         return WindowCounts(authors=None if authors is None else 0)
     topic = rule.topic.value if rule.topic else ANY
     lang = normalize_lang(rule.lang) or ANY
+    if rule.min_score is not None:
+        return _confident_counts(rule, org, topic, lang, cells, authors)
     by_sentiment = {}
     for (c_org, c_topic, c_sent, c_lang), n in cells.items():
         if c_org == org and c_topic == topic and c_lang == lang and n:
             by_sentiment[c_sent] = by_sentiment.get(c_sent, 0) + n
     total = sum(by_sentiment.values())
     want = _numerator_sentiment(rule)
+    matching = total if want is None else by_sentiment.get(want, 0)
+    return WindowCounts(total, matching, by_sentiment, authors)
+
+
+def _confident_counts(rule: RuleConfig, org: str, topic: str, lang: str,
+                      cells: Mapping[ScoredCellKey, int], authors: int | None) -> WindowCounts:
+    """counts_for with min_score: only scored cells count, in scope when the topic level
+    is high enough; the measured sentiment only when its level is too."""
+    want = _numerator_sentiment(rule)
+    total, by_sentiment = 0, {}
+    for key, n in cells.items():
+        if len(key) != 6 or not n:
+            continue  # unscored cells (counted before scores were kept) cannot vouch for a score
+        c_org, c_topic, c_sent, c_lang, topic_level, sentiment_level = key
+        if c_org != org or c_topic != topic or c_lang != lang or not _confident(rule, topic_level):
+            continue
+        total += n
+        if c_sent != want or _confident(rule, sentiment_level):
+            by_sentiment[c_sent] = by_sentiment.get(c_sent, 0) + n
     matching = total if want is None else by_sentiment.get(want, 0)
     return WindowCounts(total, matching, by_sentiment, authors)
 

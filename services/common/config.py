@@ -10,6 +10,7 @@ the file, the line, the key path, what is wrong and how to fix it.
 from __future__ import annotations
 
 import logging
+import math
 import os
 from datetime import timedelta
 from pathlib import Path
@@ -358,6 +359,9 @@ Condition = Annotated[Union[CountCondition, RatioCondition, SpikeCondition],
 
 #: The largest ``min_authors``; lyssna.alerts.counts remembers this many authors per cell and bucket.
 MAX_MIN_AUTHORS = 100
+#: ``min_score`` steps: the counts keep each post's scores in these steps (20ths), so a bucket's
+#: value stays bounded by its cells, not by the posts counted in it (it is rewritten per post).
+MIN_SCORE_STEPS = 20
 
 
 class RuleConfig(_Section):
@@ -376,6 +380,25 @@ class RuleConfig(_Section):
         None, ge=1, le=MAX_MIN_AUTHORS,
         description="fire only when the posts the rule measures come from at least this many distinct authors "
                     f"(at most {MAX_MIN_AUTHORS}: the counts remember that many authors per cell and bucket)")
+    # The classifier's scores, not only its labels: a post counts only when it is at least this
+    # sure of the rule's topic and of the sentiment measured (MODEL_CARD.md: precision/recall per value).
+    min_score: StrictFloat | None = Field(
+        None, ge=0.05, le=0.95,
+        description="count a post only when its score for the rule's topic and for the measured sentiment "
+                    f"are at least this (a multiple of {1 / MIN_SCORE_STEPS:g}, 0.05-0.95)")
+
+    @model_validator(mode="after")
+    def _min_score_usable(self) -> "RuleConfig":
+        if self.min_score is None:
+            return self
+        if abs(self.min_score * MIN_SCORE_STEPS - round(self.min_score * MIN_SCORE_STEPS)) > 1e-9:
+            raise ValueError(f"min_score {self.min_score} is not a multiple of {1 / MIN_SCORE_STEPS:g} (the counts "
+                             f"keep scores in those steps). Fix: round it, e.g. min_score: "
+                             f"{math.floor(self.min_score * MIN_SCORE_STEPS) / MIN_SCORE_STEPS:g}")
+        if self.topic is None and self.sentiment is None and not isinstance(self.condition, RatioCondition):
+            raise ValueError("min_score has no score to check: the rule has no topic or sentiment. Fix: add "
+                             "topic and/or sentiment to the rule, or remove min_score")
+        return self
 
 
 class WebhookConfig(_Section):
