@@ -14,6 +14,8 @@ and with the genitive and definite endings ("Nordvk Energis").
 
 from __future__ import annotations
 
+import bisect
+import itertools
 import re
 import unicodedata
 from collections.abc import Iterable
@@ -279,11 +281,12 @@ class MentionMatcher:
         fixes: list[tuple[int, int, str]] = []
         if typos:
             folded, offsets, fixes = self._corrected(folded, offsets, typos)
+        fix_ends = [e for _, e, _ in fixes]  # ascending: fixes do not overlap
         out = []
         n = len(folded)
         for last, (length, org_ids, kind, distinctive, multiword) in self._automaton.iter(folded):
             start, end = last - length + 1, last + 1
-            if fixes and not self._typos_allowed(fixes, start, end, multiword, endings_only):
+            if fixes and not self._typos_allowed(fixes, fix_ends, start, end, multiword, endings_only):
                 continue
             resolved = self._check(folded, n, start, end, kind)
             if resolved is not None:
@@ -291,11 +294,17 @@ class MentionMatcher:
         return out
 
     @staticmethod
-    def _typos_allowed(fixes: list[tuple[int, int, str]], start: int, end: int, multiword: bool,
-                       endings_only: bool) -> bool:
+    def _typos_allowed(fixes: list[tuple[int, int, str]], fix_ends: list[int], start: int, end: int,
+                       multiword: bool, endings_only: bool) -> bool:
         """At most one corrected word per name; any typo inside a multi-word name, only
         a slip in a one-word name (variants.TypoIndex says why)."""
-        inside = [kind for s, e, kind in fixes if s < end and e > start]
+        # Only the fixes from the first one ending after ``start``: a post full of
+        # typos costs a lookup per hit, not a scan of every fix.
+        inside = []
+        for s, _, kind in itertools.islice(fixes, bisect.bisect_right(fix_ends, start), None):
+            if s >= end or len(inside) > 1:
+                break
+            inside.append(kind)
         if endings_only:
             return inside == [_ENDING] and multiword
         return not inside or (len(inside) == 1 and (multiword or inside[0] == _SLIP))
@@ -305,9 +314,15 @@ class MentionMatcher:
         of a watched name word. Handles are identifiers, never corrected (@nordvk is
         someone else's account)."""
         typos = self._typos
-        return [(m.start(), m.end(), hit) for m in _WORDS(folded)
-                if typos.could_be_typo(w := m.group()) and (m.start() == 0 or folded[m.start() - 1] != "@")
-                and (hit := typos.lookup(w)) is not None]
+        seen: dict[str, tuple[str, str] | None] = {}  # a post repeats its words; look each up once
+        out = []
+        for m in _WORDS(folded):
+            w = m.group()
+            if typos.could_be_typo(w) and (m.start() == 0 or folded[m.start() - 1] != "@"):
+                hit = seen[w] if w in seen else seen.setdefault(w, typos.lookup(w))
+                if hit is not None:
+                    out.append((m.start(), m.end(), hit))
+        return out
 
     @staticmethod
     def _corrected(folded: str, offsets: list[int] | None, typos: list

@@ -125,13 +125,24 @@ class Query:
             return NO_INCLUDE
         if self.near is not None:
             starts = [s for s, _ in spans]
-            hits = self.near.positions(words)
+            # covered[i]: how many of words 0..i-1 a near term covers, so each mention
+            # is checked in constant time however many terms and mentions a post has.
+            mark = [0] * (len(words) + 1)
+            for a, b in self.near.positions(words):
+                mark[a] += 1
+                mark[b + 1] -= 1
+            covered = [0]
+            depth = 0
+            for i in range(len(words)):
+                depth += mark[i]
+                covered.append(covered[-1] + (depth > 0))
             for m in mentions:
                 # The mention's first and last word (a handle's word starts after its "@").
                 first = bisect.bisect_left(starts, m.start)
                 last = max(first, bisect.bisect_left(starts, m.end) - 1)
-                # Words strictly between the two: "Acme <1 2> lön" is within 2.
-                if any(max(a - last, first - b) - 1 <= self.within for a, b in hits):
+                # At most ``within`` words strictly between: "Acme <1 2> lön" is within 2.
+                lo, hi = max(0, first - self.within - 1), min(len(words), last + self.within + 2)
+                if covered[hi] - covered[lo] > 0:
                     return None
             return NOT_NEAR
         return None
