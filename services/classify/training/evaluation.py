@@ -14,8 +14,10 @@ from ..encoder import Encoder, bf16_supported, choose_precision, cpu_flags, reso
 from ..onnx_int8 import int8_ready
 from ..heads import Heads
 from ..mentions import MentionMatcher
+from ..relevance import RelevanceHead
 from .dataset import load_mention_rows, load_watchlist
 from .fit import evaluate
+from .orgpairs import evaluate_pairs, render_pairs, replace_pairs_block
 
 MODEL_CARD = Path(__file__).resolve().parents[1] / "MODEL_CARD.md"  # lyssna/classify/MODEL_CARD.md
 START, END = "<!-- figures:start -->", "<!-- figures:end -->"
@@ -30,15 +32,19 @@ def run_evaluation(settings: Settings, *, write_card: bool = False,
         results[precision] = evaluate(encoder, heads, progress)
     mentions = evaluate_mentions(MentionMatcher(load_watchlist()), load_mention_rows())
     text = render(heads, results, mentions)
+    # The watchlist decision on the served path (the loop's last encoder).
+    relevance = RelevanceHead.load(settings.classify.heads)
+    pairs = render_pairs(evaluate_pairs(encoder, relevance, progress), relevance, precision)
+    decisions = render_decisions(decision_figures(encoder, heads, progress))
     if write_card:
         card = MODEL_CARD.read_text(encoding="utf-8")
         if START not in card or END not in card:
             raise SystemExit(f"{MODEL_CARD} lacks the {START} ... {END} markers")
         new = re.sub(re.escape(START) + ".*?" + re.escape(END), lambda _: f"{START}\n{text}\n{END}",
                      card, flags=re.S)
-        MODEL_CARD.write_text(new, encoding="utf-8")
+        MODEL_CARD.write_text(replace_decisions_block(replace_pairs_block(new, pairs), decisions), encoding="utf-8")
         progress(f"updated {MODEL_CARD}")
-    return text
+    return f"{text}\n\n{pairs}\n\n{decisions}"
 
 
 def paths_here(model: str, layers) -> list[str]:
@@ -107,3 +113,130 @@ def evaluate_mentions(matcher: MentionMatcher, rows: Iterable[Mapping[str, Any]]
         "false_positives": false_pos,
         "false_negatives": false_neg,
     }
+
+
+# ------------------------------------------------- decisions: rule conjunctions and calibration
+
+DECISIONS_START, DECISIONS_END = "<!-- decisions:start -->", "<!-- decisions:end -->"
+EXAMPLE_CONFIG = Path(__file__).resolve().parents[3] / "config" / "lyssna.example.yaml"
+MIN_SCORES = (0.5, 0.6, 0.7, 0.8, 0.9)
+RELIABILITY_BINS = 10
+
+
+def example_conjunctions(path: Path = EXAMPLE_CONFIG) -> list[tuple[str, str]]:
+    """(topic, sentiment) of the example rules that have both: what an alert counts.
+    ``employee_satisfaction`` + ``negative`` always (the acceptance figure)."""
+    import yaml
+
+    rules = (yaml.safe_load(path.read_text(encoding="utf-8")) or {}).get("rules") or [] if path.is_file() else []
+    found = [(r["topic"], r["sentiment"]) for r in rules if r.get("topic") and r.get("sentiment")]
+    return list(dict.fromkeys([("employee_satisfaction", "negative"), *found]))
+
+
+def _counted(p, topic: str, sentiment: str, min_score: float | None) -> bool:
+    """Whether the rule engine counts a post with this prediction (lyssna.alerts.rules:
+    the label, and with min_score both scores at least it, in the same steps)."""
+    from lyssna.alerts.rules import score_level
+
+    if topic not in p.topics or p.sentiment != sentiment:
+        return False
+    need = None if min_score is None else score_level(min_score)
+    return need is None or (score_level(p.topic_scores[topic]) >= need
+                            and score_level(p.sentiment_scores[sentiment]) >= need)
+
+
+def precision_recall(gold: list[bool], counted: list[bool]) -> dict[str, float | int | None]:
+    tp = sum(g and c for g, c in zip(gold, counted))
+    n_counted, n_gold = sum(counted), sum(gold)
+    return {"precision": tp / n_counted if n_counted else None, "recall": tp / n_gold if n_gold else None,
+            "counted": n_counted, "gold": n_gold}
+
+
+def conjunction_figures(examples, predictions, topic: str, sentiment: str,
+                        min_scores=MIN_SCORES) -> dict[str, dict]:
+    """Per language (and ``all``): precision/recall of "topic + sentiment" as a rule counts
+    it, at the shipped thresholds (key None) and at each min_score."""
+    gold = [topic in e.topics and e.sentiment == sentiment for e in examples]
+    out = {}
+    for lang in ["all", *sorted({e.lang for e in examples})]:
+        idx = [i for i, e in enumerate(examples) if lang == "all" or e.lang == lang]
+        out[lang] = {m: precision_recall([gold[i] for i in idx],
+                                         [_counted(predictions[i], topic, sentiment, m) for i in idx])
+                     for m in (None, *min_scores)}
+    return out
+
+
+def reliability(scores: Iterable[float], outcomes: Iterable[bool], bins: int = RELIABILITY_BINS) -> dict:
+    """Binned predicted score against the observed frequency, and the expected
+    calibration error (the bins' |score - frequency| weighted by their size)."""
+    rows = [[0, 0.0, 0] for _ in range(bins)]
+    for s, y in zip(scores, outcomes):
+        row = rows[min(int(s * bins), bins - 1)]
+        row[0] += 1
+        row[1] += s
+        row[2] += bool(y)
+    total = sum(r[0] for r in rows)
+    table = [{"bin": (k / bins, (k + 1) / bins), "n": n, "mean_score": s / n if n else None,
+              "observed": pos / n if n else None} for k, (n, s, pos) in enumerate(rows)]
+    ece = sum(r["n"] * abs(r["mean_score"] - r["observed"]) for r in table if r["n"]) / total if total else 0.0
+    return {"bins": table, "ece": ece, "n": total}
+
+
+def decision_figures(encoder, heads: Heads, progress: Callable[[str], None] = print) -> dict:
+    """The conjunction tables and the reliability of the scores on the held-out split."""
+    from lyssna.common.contracts import LABELS
+
+    from .fit import embed_examples, split
+    from .dataset import load_examples
+
+    test = split(load_examples())["test"]
+    preds = heads.predict(embed_examples(encoder, test, progress))
+    conj = {f"{t}+{s}": conjunction_figures(test, preds, t, s) for t, s in example_conjunctions()}
+    topic_rel = reliability((p.topic_scores[label] for p in preds for label in LABELS),
+                            (label in e.topics for e in test for label in LABELS))
+    # Sentiment: the winning class's probability against how often it is right.
+    sent_rel = reliability((max(p.sentiment_scores.values()) for p in preds),
+                           (p.sentiment == e.sentiment for p, e in zip(preds, test)))
+    return {"path": encoder.precision, "n": len(test), "conjunctions": conj,
+            "topic_reliability": topic_rel, "sentiment_reliability": sent_rel}
+
+
+def _pr(cell: dict) -> str:
+    p, r = cell["precision"], cell["recall"]
+    return f"{'–' if p is None else f'{p:.2f}'} / {'–' if r is None else f'{r:.2f}'}"
+
+
+def render_decisions(fig: dict) -> str:
+    lines = [f"On the held-out split ({fig['n']} posts), served path `{fig['path']}`. Recompute with "
+             "`make evaluate`.", "",
+             "**Rule conjunctions** (what the example rules count): precision / recall of the posts a rule "
+             "counts, at the shipped thresholds and at each `min_score` (both scores at least it). "
+             "Per language; few positives in a language make its figures coarse.", ""]
+    for name, per_lang in fig["conjunctions"].items():
+        keys = list(next(iter(per_lang.values())))
+        lines += [f"`{name}`:", "",
+                  "| lang | posts really so | " + " | ".join("shipped" if m is None else f"min_score {m:g}"
+                                                        for m in keys) + " |",
+                  "| --- | --- |" + " --- |" * len(keys)]
+        for lang, row in per_lang.items():
+            lines.append(f"| {lang} | {row[None]['gold']} | " + " | ".join(_pr(row[m]) for m in keys) + " |")
+        lines.append("")
+    lines += ["**Reliability** of the scores (binned predicted score against the observed frequency; "
+              "ECE = the bins' gap weighted by their size):", "",
+              "| score bin | topic scores: n | mean score | observed | sentiment (top class): n | mean score "
+              "| observed |", "| --- | --- | --- | --- | --- | --- | --- |"]
+    for t, s in zip(fig["topic_reliability"]["bins"], fig["sentiment_reliability"]["bins"]):
+        def f(v):
+            return "–" if v is None else f"{v:.2f}"
+        lines.append(f"| {t['bin'][0]:.1f}–{t['bin'][1]:.1f} | {t['n']} | {f(t['mean_score'])} | "
+                     f"{f(t['observed'])} | {s['n']} | {f(s['mean_score'])} | {f(s['observed'])} |")
+    lines.append(f"| ECE | | {fig['topic_reliability']['ece']:.3f} | | | "
+                 f"{fig['sentiment_reliability']['ece']:.3f} | |")
+    return "\n".join(lines)
+
+
+def replace_decisions_block(card: str, text: str) -> str:
+    if DECISIONS_START not in card or DECISIONS_END not in card:
+        raise SystemExit(f"{MODEL_CARD} lacks the {DECISIONS_START} ... {DECISIONS_END} markers")
+    return re.sub(re.escape(DECISIONS_START) + ".*?" + re.escape(DECISIONS_END),
+                  lambda _: f"{DECISIONS_START}\n{text}\n{DECISIONS_END}", card, flags=re.S)

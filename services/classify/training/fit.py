@@ -19,6 +19,7 @@ from sklearn.model_selection import StratifiedKFold
 from lyssna.common.contracts import LABELS, SENTIMENTS
 
 from .dataset import Example, load_examples, sentiment_vector, topic_matrix
+from .orgpairs import train_relevance
 from ..heads import DEFAULT_HEADS_DIR, Heads
 
 SEED = 20261126
@@ -149,6 +150,7 @@ def train(encoder, out_dir: Path = DEFAULT_HEADS_DIR, progress: Callable[[str], 
                       version=f"heads-{data_hash}", progress=progress)
     path = heads.save(out_dir)
     progress(f"wrote {path} ({heads.version}); held-out figures: `lyssna evaluate`")
+    train_relevance(encoder, out_dir, progress)
     return heads
 
 

@@ -182,3 +182,33 @@ def evaluate_pairs(encoder, head: RelevanceHead, progress: Callable[[str], None]
         decision = decider.decide(r["text"], matcher.find_spans(r["text"]), v)
         counted.append(r["org"] in decision.orgs)
     return score_pairs(rows, counted)
+
+
+PAIRS_START, PAIRS_END = "<!-- orgpairs:start -->", "<!-- orgpairs:end -->"
+
+
+def render_pairs(result: dict, head: RelevanceHead, path: str) -> str:
+    """The model card's watchlist-precision figures (between PAIRS_START and PAIRS_END)."""
+    o, a = result["overall"], result["ambiguous"]
+    lines = [f"Held-out `data/orgpairs.test.jsonl`: {o['n']} (post, organization) pairs, {a['n']} of them for "
+             f"ambiguous names; served path ({path}), relevance head `{head.version}` (threshold "
+             f"{head.threshold:.2f}). A pair is right when the organization is counted exactly when the post is "
+             "about it. Recompute with `make evaluate`.", "",
+             "| pairs | n | precision | recall | F1 |", "| --- | --- | --- | --- | --- |"]
+    rows = [("all", o), ("ambiguous names", a), ("unambiguous names", result["unambiguous"])]
+    rows += [(f"lang {lang}", r) for lang, r in result["per_language"].items()]
+    for name, r in rows:
+        lines.append(f"| {name} | {r['n']} | {r['precision']:.3f} | {r['recall']:.3f} | {r['f1']:.3f} |")
+    lines += ["", "| organization | pairs | about it | recall | counted wrongly |", "| --- | --- | --- | --- | --- |"]
+    for org, r in result["per_org"].items():
+        lines.append(f"| {org} | {r['n']} | {r['tp'] + r['fn']} | {r['recall']:.3f} | {r['fp']} |")
+    if result["errors"]:
+        lines += ["", "Wrong pairs (id, kind): " + ", ".join(f"{i} ({k})" for i, k in result["errors"]) + "."]
+    return "\n".join(lines)
+
+
+def replace_pairs_block(card: str, text: str) -> str:
+    if PAIRS_START not in card or PAIRS_END not in card:
+        raise SystemExit(f"the model card lacks the {PAIRS_START} ... {PAIRS_END} markers")
+    head, rest = card.split(PAIRS_START, 1)
+    return f"{head}{PAIRS_START}\n{text}\n{PAIRS_END}{rest.split(PAIRS_END, 1)[1]}"
