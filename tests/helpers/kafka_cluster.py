@@ -70,9 +70,9 @@ class KafkaCluster:
     def bootstrap_servers(self) -> str:
         return ",".join(f"127.0.0.1:{self.port(i)}" for i in range(1, self.brokers + 1))
 
-    def infra(self, *args: str) -> subprocess.CompletedProcess:
-        return subprocess.run([str(INFRA), *args], env={**os.environ, **self.env}, cwd=ROOT,
-                              capture_output=True, text=True, timeout=180)
+    def infra(self, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+        return subprocess.run([str(INFRA), *args], env={**os.environ, **(self.env if env is None else env)},
+                              cwd=ROOT, capture_output=True, text=True, timeout=180)
 
     def up(self) -> None:
         """Start the nodes that do not run (all at first; after a kill, the killed one)."""
@@ -81,7 +81,9 @@ class KafkaCluster:
             raise RuntimeError(f"infra.sh up kafka failed:\n{done.stderr}")
 
     def status(self) -> str:
-        return next(line for line in self.infra("status").stdout.splitlines() if line.startswith("kafka:"))
+        """infra.sh's kafka line, asked with the port only: the cluster's record gives its size."""
+        done = self.infra("status", env={"LYSSNA_KAFKA_PORT": str(self.base_port), "LYSSNA_KAFKA_BROKERS": ""})
+        return next(line for line in done.stdout.splitlines() if line.startswith("kafka:"))
 
     def pid(self, node: int) -> int:
         return int((ROOT / ".local" / "run" / f"kafka-{self.base_port}-node{node}.pid").read_text())
