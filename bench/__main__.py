@@ -19,7 +19,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-BENCHES = ("ingest", "classify", "adversarial", "e2e")
+BENCHES = ("ingest", "classify", "adversarial", "e2e", "mentions")
 
 
 # The CPU features that decide which kernels the classifier can use (bf16, int8).
@@ -92,6 +92,10 @@ def render(results: dict) -> str:
         r = results["e2e"]
         out += ["## End-to-end latency", "", "```", json.dumps({k: v for k, v in r.items() if k != "machine"},
                                                              indent=2), "```", "", _machine_line(r["machine"]), ""]
+    if "mentions" in results:
+        from bench.bench_mentions import section as mentions_section
+
+        out += mentions_section(results["mentions"]) + [_machine_line(results["mentions"]["machine"]), ""]
     for name, err in results.get("errors", {}).items():
         out += [f"## {name}: did not run", "", f"`{err}`", ""]
     return "\n".join(out)
