@@ -116,6 +116,33 @@ def classify(input_path: str, config: str | None, output: str, scope: str) -> No
         sys.exit(1)
 
 
+@main.command()
+@click.option("--author", metavar="HANDLE", help="Erase every post by this author (handle as the source shows it).")
+@click.option("--post", "post_id", metavar="ID", help="Erase this post (its id, as in alert samples).")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.option("--config", "-c", envvar="LYSSNA_CONFIG", type=click.Path(dir_okay=False))
+def forget(author: str | None, post_id: str | None, as_json: bool, config: str | None) -> None:
+    """Erase a person's posts (or one post) from everything Lyssna stores outside Kafka,
+    and say what was removed and until when Kafka's topics still hold them (PRIVACY.md)."""
+    import asyncio
+    import getpass
+    import os
+
+    from lyssna.alerts.erasure import author_target, forget_with_redis, format_report, post_target
+    from lyssna.common.pseudonyms import AuthorKeyError
+
+    if (author is None) == (post_id is None):
+        raise click.UsageError("give exactly one of --author HANDLE or --post ID")
+    settings = _settings(config)
+    try:
+        target = author_target(author, settings, os.environ) if author is not None else post_target(post_id)
+    except AuthorKeyError as e:
+        click.echo(f"lyssna: {e}", err=True)
+        sys.exit(2)
+    report = asyncio.run(forget_with_redis(settings, target, f"cli:{getpass.getuser()}"))
+    click.echo(report.model_dump_json(indent=2) if as_json else format_report(report))
+
+
 @main.group()
 def stack() -> None:
     """The stack in the background (`make up` / `make down`), using $LYSSNA_CONFIG."""

@@ -16,6 +16,7 @@ happens in :mod:`lyssna.common.http_guard`, before any body is read;
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import string
 from collections.abc import Iterable, Mapping
@@ -59,6 +60,14 @@ def parse_key_list(variable: str, value: str) -> list[str]:
                              f"python3 -c \"import secrets; print(secrets.token_urlsafe(32))\"")
         keys.append(key)
     return keys
+
+
+def key_id(key: bytes | str) -> str:
+    """A key's public name for the audit log: ``key_`` and the first 12 hex digits of its
+    SHA-256, never the key. Keys are random (token_urlsafe(32)), so the hash gives
+    nothing away; find which key it is with ``printf %s "$KEY" | sha256sum | cut -c1-12``."""
+    raw = key.encode() if isinstance(key, str) else key
+    return "key_" + hashlib.sha256(raw).hexdigest()[:12]
 
 
 def expand(scopes: Iterable[str]) -> frozenset[str]:

@@ -28,7 +28,7 @@ import logging
 from collections.abc import Callable
 from typing import Any, Awaitable, MutableMapping
 
-from .auth import KeyRing
+from .auth import KeyRing, key_id
 from .config import ApiServerSettings
 from .health import PUBLIC_PATHS
 from .problems import PROBLEM_JSON, problem_body
@@ -71,6 +71,8 @@ class HttpGuard:
         if refusal is not None:
             await _send(send, *refusal)
             return
+        # Who made the request, for the audit log: the key's id, never the key.
+        scope.setdefault("state", {})["api_key_id"] = key_id(_bearer(headers.get(b"authorization", b"")) or b"")
         self.in_flight += 1
         try:
             await _CappedBody(self.app, self.max_body_bytes).run(scope, receive, send)
@@ -79,8 +81,8 @@ class HttpGuard:
 
     def _auth_refusal(self, scope: Scope, authorization: bytes) -> tuple | None:
         needed = self.required_scope(scope["method"], scope["path"])
-        scheme, _, token = authorization.partition(b" ")
-        held = self.keys.scopes(token.strip()) if scheme.lower() == b"bearer" else None
+        token = _bearer(authorization)
+        held = self.keys.scopes(token) if token is not None else None
         if held is None:
             detail = ("missing or wrong API key; send 'Authorization: Bearer <key>'" if self.keys else
                       f"no API keys are configured; set LYSSNA_API_KEY (or LYSSNA_<SCOPE>_API_KEYS) "
@@ -151,6 +153,11 @@ class _CappedBody:
                 raise
         if self.over and not self.app_started:
             await _send(send, *_too_large(self.limit))
+
+
+def _bearer(authorization: bytes) -> bytes | None:
+    scheme, _, token = authorization.partition(b" ")
+    return token.strip() if scheme.lower() == b"bearer" else None
 
 
 def _headers(scope: Scope) -> dict[bytes, bytes]:

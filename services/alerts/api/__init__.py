@@ -23,13 +23,16 @@ from lyssna.common.health import health_router
 from lyssna.common.http_guard import GUARD_ERRORS, guard
 
 from .deps import ApiContext
-from .routes import alerts, deliveries, rules, silences, webhooks
+from .routes import alerts, deliveries, privacy, rules, silences, webhooks
 
 __all__ = ["ApiContext", "create_app", "required_scope"]
 
 
 def required_scope(method: str, path: str) -> str:
-    """Reading needs ``read``; anything that changes what is alerted or delivered, ``admin``."""
+    """Reading needs ``read``; anything that changes what is alerted or delivered, ``admin``;
+    the audit log (which key did what) is for admins only."""
+    if path == "/v1/audit" or path.startswith("/v1/audit/"):
+        return ADMIN
     return READ if method in ("GET", "HEAD") else ADMIN
 
 
@@ -50,7 +53,7 @@ def create_app(ctx: ApiContext) -> FastAPI:
     app.include_router(health_router(ctx.readiness, metrics))
     # The guard answers these for every /v1 route, before the route runs.
     v1 = APIRouter(prefix="/v1", responses=problems.error_responses(*GUARD_ERRORS))
-    for resource in (rules, alerts, deliveries, silences, webhooks):
+    for resource in (rules, alerts, deliveries, silences, webhooks, privacy):
         v1.include_router(resource.router)
     app.include_router(v1)
     _name_configured(app, settings)

@@ -11,7 +11,7 @@ from lyssna.common.config import RuleConfig, Settings
 from lyssna.common.problems import error_responses
 
 from ...ruleset import RuleError, check_rule, merge
-from ..deps import SettingsDep, StoreDep
+from ..deps import AuditDep, SettingsDep, StoreDep
 
 router = APIRouter(prefix="/rules", tags=["rules"])
 
@@ -87,17 +87,18 @@ def document_names(schema: dict, settings: Settings) -> dict:
 
 
 @router.post("", response_model=RuleOut, status_code=201, responses={201: _CREATED, **error_responses(409, 422)})
-async def create_rule(rule: RuleConfig, settings: SettingsDep, store: StoreDep):
+async def create_rule(rule: RuleConfig, settings: SettingsDep, store: StoreDep, audit: AuditDep):
     if rule.name in _config_names(settings):
         raise HTTPException(409, f"a config rule is named {rule.name!r}; choose another name")
     _validated(rule, settings)
     if not await store.create_api_rule(rule):
         raise HTTPException(409, f"a rule named {rule.name!r} exists; PUT /v1/rules/{rule.name} to change it")
+    await audit("rule.create", rule.name)
     return _api_rule(rule)
 
 
 @router.put("/{name}", response_model=RuleOut, responses=error_responses(404, 409, 422))
-async def replace_rule(name: str, rule: RuleConfig, settings: SettingsDep, store: StoreDep):
+async def replace_rule(name: str, rule: RuleConfig, settings: SettingsDep, store: StoreDep, audit: AuditDep):
     _refuse_config_rule(name, settings)
     if rule.name != name:
         raise HTTPException(422, f"the body names rule {rule.name!r} but the path {name!r}; rules cannot be renamed")
@@ -105,12 +106,14 @@ async def replace_rule(name: str, rule: RuleConfig, settings: SettingsDep, store
         raise HTTPException(404, f"no API rule named {name!r}; POST /v1/rules creates one")
     _validated(rule, settings)
     await store.replace_api_rule(rule)
+    await audit("rule.replace", name)
     return _api_rule(rule)
 
 
 @router.delete("/{name}", status_code=204, response_class=Response, responses=error_responses(404, 409))
-async def delete_rule(name: str, settings: SettingsDep, store: StoreDep):
+async def delete_rule(name: str, settings: SettingsDep, store: StoreDep, audit: AuditDep):
     _refuse_config_rule(name, settings)
     if not await store.delete_api_rule(name):
         raise HTTPException(404, f"no API rule named {name!r}")
+    await audit("rule.delete", name)
     return Response(status_code=204)

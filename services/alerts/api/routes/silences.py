@@ -13,7 +13,7 @@ from lyssna.common.contracts import utcnow
 from lyssna.common.problems import error_responses
 
 from ...silences import LABELS, MAX_VALUE_CHARS, REGEX_SUFFIX, Silence, SilenceNote, matcher_problems
-from ..deps import StoreDep
+from ..deps import AuditDep, StoreDep
 from ..params import DateTime, QueryBool
 
 router = APIRouter(prefix="/silences", tags=["silences"])
@@ -57,7 +57,7 @@ _CREATED = {"description": "the silence, in force from starts_at", "links": {
 
 
 @router.post("", response_model=Silence, status_code=201, responses={201: _CREATED, **error_responses(422)})
-async def create_silence(body: SilenceIn, store: StoreDep):
+async def create_silence(body: SilenceIn, store: StoreDep, audit: AuditDep):
     try:
         silence = Silence(id=f"sil_{uuid.uuid4().hex[:16]}", matchers=body.matchers,
                           starts_at=body.starts_at or utcnow(), ends_at=body.ends_at,
@@ -65,6 +65,7 @@ async def create_silence(body: SilenceIn, store: StoreDep):
     except ValidationError as e:  # e.g. ends_at not after starts_at: answered like any invalid body
         raise RequestValidationError([{**err, "loc": ("body", *err["loc"])} for err in e.errors()]) from None
     await store.put_silence(silence)
+    await audit("silence.create", silence.id, matchers=silence.matchers, ends_at=silence.ends_at.isoformat())
     return silence
 
 
@@ -77,7 +78,8 @@ async def get_silence(silence_id: str, store: StoreDep):
 
 
 @router.delete("/{silence_id}", status_code=204, response_class=Response, responses=error_responses(404))
-async def delete_silence(silence_id: str, store: StoreDep):
+async def delete_silence(silence_id: str, store: StoreDep, audit: AuditDep):
     if not await store.delete_silence(silence_id):
         raise HTTPException(404, f"no silence {silence_id!r}")
+    await audit("silence.delete", silence_id)
     return Response(status_code=204)

@@ -12,7 +12,7 @@ from lyssna.common.problems import error_responses
 
 from ...delivery import mask_url
 from ...store import AlertsStore
-from ..deps import SettingsDep, StoreDep
+from ..deps import AuditDep, SettingsDep, StoreDep
 
 router = APIRouter(prefix="/webhooks", tags=["webhooks"])
 
@@ -57,14 +57,16 @@ async def get_webhook(name: str, settings: SettingsDep, store: StoreDep):
 
 
 @router.post("/{name}/enable", response_model=WebhookOut, responses=error_responses(404))
-async def enable_webhook(name: str, settings: SettingsDep, store: StoreDep):
+async def enable_webhook(name: str, settings: SettingsDep, store: StoreDep, audit: AuditDep):
     _known(name, settings)
-    await store.enable_webhook(name)
+    if await store.enable_webhook(name):
+        await audit("webhook.enable", name)
     return await _webhook_out(name, settings, store)
 
 
 @router.post("/{name}/disable", response_model=WebhookOut, responses=error_responses(404))
-async def disable_webhook(name: str, settings: SettingsDep, store: StoreDep):
+async def disable_webhook(name: str, settings: SettingsDep, store: StoreDep, audit: AuditDep):
     _known(name, settings)
-    await store.disable_webhook(name, "disabled through the API")
+    if await store.disable_webhook(name, "disabled through the API"):
+        await audit("webhook.disable", name)
     return await _webhook_out(name, settings, store)
