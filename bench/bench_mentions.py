@@ -24,9 +24,8 @@ import argparse
 import copy
 import itertools
 import json
-import statistics
-import time
 
+from bench.bench_adversarial import _median_ms
 from lyssna.classify.classifier import Classifier
 from lyssna.classify.heads import Heads
 from lyssna.classify.training.orgpairs import load_pairs, load_watchlist
@@ -43,12 +42,7 @@ def _settings() -> Settings:
 
 
 def _median_s(fn, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return _median_ms(fn, repeats) / 1000
 
 
 def run(args=None) -> dict:
