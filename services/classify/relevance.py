@@ -23,19 +23,23 @@ use: no extra encoder work.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+import logging
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from .common_names import COMMON_NAMES
 from .heads import DEFAULT_HEADS_DIR
-from .mentions import Mention
+from .mentions import Mention, fold
 from .query import Query, Term, TermSet, words_of
 
 __all__ = ["EXTRAS", "Decision", "OrgDecider", "OrgProfile", "RelevanceHead", "decider_from_settings", "extras",
            "features", "keyword_terms",
            "profile_text"]
+
+log = logging.getLogger(__name__)
 
 RELEVANCE_FORMAT = "lyssna.relevance.v1"
 RELEVANCE_FILE = "relevance.json"
@@ -207,8 +211,24 @@ def decider_from_settings(organizations: Sequence, encoder, heads_dir: str | Pat
                              f"encoder gives layers {encoder.layers}; retrain with `lyssna train`")
         return loaded
 
+    for org, name in ambiguity_hints(organizations):
+        log.warning("watched name is also a common first name, place or word; set ambiguous: true and a "
+                    "description so that posts about something else are not counted", extra={"org": org, "name": name})
     profiles = [OrgProfile(o.name, o.ambiguous, o.description, tuple(o.context),
                            Query(o.include_any, o.exclude, o.near.terms if o.near else (),
                                  o.near.within if o.near else 0))
                 for o in organizations]
     return OrgDecider(profiles, head, lambda texts: encoder.embed(texts))
+
+
+def ambiguity_hints(organizations: Iterable) -> list[tuple[str, str]]:
+    """(organization, name) for each one-word name or alias of an organization not
+    marked ambiguous that is also a common first name, pet's name, place or word."""
+    out = []
+    for o in organizations:
+        if o.ambiguous:
+            continue
+        for name in (o.name, *o.aliases):
+            if name[:1] not in "@#" and len(name.split()) == 1 and fold(name)[0].strip() in COMMON_NAMES:
+                out.append((o.name, name))
+    return out

@@ -189,3 +189,15 @@ def test_score_pairs() -> None:
     assert (s["overall"]["tp"], s["overall"]["fp"], s["overall"]["fn"]) == (1, 1, 1)
     assert s["ambiguous"]["precision"] == 0.5 and s["per_org"]["B"]["recall"] == 0.0
     assert s["per_language"]["sv"]["recall"] == 1.0
+
+
+def test_common_one_word_names_get_a_hint_unless_marked() -> None:
+    from types import SimpleNamespace as Org
+
+    from lyssna.classify.relevance import ambiguity_hints
+
+    orgs = [Org(name="Alva Omsorg", aliases=["Alva", "@alva"], ambiguous=False),
+            Org(name="Pluto Logistik", aliases=["Pluto"], ambiguous=True),
+            Org(name="Skärholt Maskin", aliases=["Skärholt"], ambiguous=False),
+            Org(name="Gnista", aliases=["#gnista"], ambiguous=False)]
+    assert ambiguity_hints(orgs) == [("Alva Omsorg", "Alva"), ("Gnista", "Gnista")]
