@@ -19,7 +19,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-BENCHES = ("ingest", "classify", "adversarial", "e2e", "mentions")
+BENCHES = ("ingest", "classify", "adversarial", "e2e", "firehose", "mentions")
 
 
 # The CPU features that decide which kernels the classifier can use (bf16, int8).
@@ -92,6 +92,10 @@ def render(results: dict) -> str:
         r = results["e2e"]
         out += ["## End-to-end latency", "", "```", json.dumps({k: v for k, v in r.items() if k != "machine"},
                                                              indent=2), "```", "", _machine_line(r["machine"]), ""]
+    if "firehose" in results:
+        from bench.bench_firehose import section as firehose_section
+
+        out += firehose_section(results["firehose"]) + [_machine_line(results["firehose"]["machine"]), ""]
     if "mentions" in results:
         from bench.bench_mentions import section as mentions_section
 

@@ -91,7 +91,9 @@ def percentiles(values: list[float]) -> dict[str, float | None]:
 
 def _config(path: Path, orgs: list[str], receiver_url: str, batch_within: str | None = None) -> Path:
     doc = {
-        "classify": {"batch_within": batch_within} if batch_within else {},
+        # Every post through the transformer, as this benchmark always measured; the
+        # firehose benchmark runs the default scope (mentions).
+        "classify": {"scope": "all", **({"batch_within": batch_within} if batch_within else {})},
         "alerts": {"bucket": "1s", "evaluate_interval": "1s", "retry_schedule": ["0s", "1s", "2s"],
                    "delivery_timeout": "5s"},
         "organizations": [{"name": o, "aliases": []} for o in orgs],
@@ -126,9 +128,28 @@ def _cleanup(bootstrap: str, redis_url: str, bench_id: str) -> None:
                    client_id="bench-cleanup")
 
 
+def bench_stack(opts: argparse.Namespace, bench_id: str, secret: str, config: Path, work: Path):
+    """The three services as `make up` starts them, on the bench's own topics, app ids,
+    Redis prefix and ports: (topic names by role, the Stack)."""
+    from lyssna.local.stack import Stack, free_port
+
+    topics = {k: f"bench.{bench_id}.{k.replace('_', '.')}" for k in
+              ("posts_raw", "posts_classified", "alerts_events", "deadletter")}
+    env = {
+        "KAFKA_BOOTSTRAP_SERVERS": opts.bootstrap_servers, "REDIS_URL": opts.redis_url,
+        "LYSSNA_REDIS_PREFIX": f"bench:{bench_id}:", "LYSSNA_API_KEY": "bench-key", "LYSSNA_BENCH_SECRET": secret,
+        "LYSSNA_AUTHOR_KEY": "bench:bench-only-author-key-0123456789abcdef",
+        "LYSSNA_CLASSIFY_APP_ID": f"bench-{bench_id}-classify", "LYSSNA_ALERTS_APP_ID": f"bench-{bench_id}-alerts",
+        **{f"LYSSNA_TOPIC_{k.upper()}": v for k, v in topics.items()},
+        **{f"LYSSNA_{svc.upper()}_PORT": str(free_port()) for svc in ("ingest", "classify", "alerts")},
+    }
+    return topics, Stack(config=config, env=env, name=f"bench-{bench_id}", run_dir=work / "run",
+                         log_dir=work / "logs")
+
+
 def run(settings_or_args: Any = None) -> dict:
     from lyssna.local.receiver import WebhookReceiver
-    from lyssna.local.stack import LOCAL, Stack, free_port, new_webhook_secret
+    from lyssna.local.stack import LOCAL, new_webhook_secret
 
     opts = _options(settings_or_args)
     bench_id = uuid.uuid4().hex[:8]
@@ -140,17 +161,7 @@ def run(settings_or_args: Any = None) -> dict:
     work = LOCAL / "bench" / f"e2e-{bench_id}"
     work.mkdir(parents=True, exist_ok=True)
     config = _config(work / "lyssna.yaml", orgs, receiver.url, opts.batch_within)
-    topics = {k: f"bench.{bench_id}.{k.replace('_', '.')}" for k in
-              ("posts_raw", "posts_classified", "alerts_events", "deadletter")}
-    env = {
-        "KAFKA_BOOTSTRAP_SERVERS": opts.bootstrap_servers, "REDIS_URL": opts.redis_url,
-        "LYSSNA_REDIS_PREFIX": f"bench:{bench_id}:", "LYSSNA_API_KEY": "bench-key", "LYSSNA_BENCH_SECRET": secret,
-        "LYSSNA_AUTHOR_KEY": "bench:bench-only-author-key-0123456789abcdef",
-        "LYSSNA_CLASSIFY_APP_ID": f"bench-{bench_id}-classify", "LYSSNA_ALERTS_APP_ID": f"bench-{bench_id}-alerts",
-        **{f"LYSSNA_TOPIC_{k.upper()}": v for k, v in topics.items()},
-        **{f"LYSSNA_{svc.upper()}_PORT": str(free_port()) for svc in ("ingest", "classify", "alerts")},
-    }
-    stack = Stack(config=config, env=env, name=f"bench-{bench_id}", run_dir=work / "run", log_dir=work / "logs")
+    topics, stack = bench_stack(opts, bench_id, secret, config, work)
     stop = threading.Event()
     classified_at: dict[str, float] = {}
     watcher = threading.Thread(target=_watch, args=(opts.bootstrap_servers, topics["posts_classified"], stop,

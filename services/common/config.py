@@ -152,7 +152,10 @@ class ClassifySettings(ServerSettings):
     model: str = Field(".local/models/multilingual-e5-small",
                        description="a local model folder or a hub id")
     heads: str | None = Field(None, description="folder with trained heads; default: the bundled ones")
-    batch_size: int = Field(64, ge=1)
+    batch_size: int = Field(256, ge=1, le=4096,
+                            description="posts taken from Kafka per batch (and the most per model call); with "
+                                        "scope: mentions few of them reach the model, so large batches keep "
+                                        "its calls efficient under a firehose")
     batch_within: Duration = timedelta(milliseconds=200)
     threads: int | None = Field(None, ge=1)
     precision: Literal["auto", "int8", "bf16", "fp32"] = Field(
