@@ -121,6 +121,20 @@ def _watch(bootstrap: str, topic: str, stop: threading.Event, seen: dict[str, fl
         consumer.close()
 
 
+def teardown(stop: threading.Event, stack, receiver, watcher: threading.Thread, opts, bench_id: str) -> None:
+    """Stop the watcher, the stack and the receiver, and drop the run's topics and keys."""
+    stop.set()
+    stack.down()
+    receiver.stop()
+    if watcher.is_alive():
+        watcher.join(timeout=5)
+    try:
+        if not os.environ.get("LYSSNA_BENCH_KEEP"):  # keep topics and keys to look into a run
+            _cleanup(opts.bootstrap_servers, opts.redis_url, bench_id)
+    except Exception:  # noqa: BLE001 - leftovers are harmless
+        pass
+
+
 def _cleanup(bootstrap: str, redis_url: str, bench_id: str) -> None:
     from lyssna.local.cleanup import drop_namespace
 
@@ -218,16 +232,7 @@ def run(settings_or_args: Any = None) -> dict:
                                                or len(_alerts(receiver, breach_at)) < len(breach_at)):
             time.sleep(0.5)
     finally:
-        stop.set()
-        stack.down()
-        receiver.stop()
-        if watcher.is_alive():
-            watcher.join(timeout=5)
-        try:
-            if not os.environ.get("LYSSNA_BENCH_KEEP"):  # keep topics and keys to look into a run
-                _cleanup(opts.bootstrap_servers, opts.redis_url, bench_id)
-        except Exception:  # noqa: BLE001 - leftovers are harmless
-            pass
+        teardown(stop, stack, receiver, watcher, opts, bench_id)
     cls = [classified_at[i] - t for i, t in accepted_at.items() if i in classified_at]
     got = _alerts(receiver, breach_at)
     hooks = [got[o] - t for o, t in breach_at.items() if o in got]

@@ -41,7 +41,7 @@ from typing import Any
 import httpx
 import yaml
 
-from bench.bench_e2e import _alerts, _cleanup, _watch, bench_stack, percentiles
+from bench.bench_e2e import _alerts, _watch, bench_stack, percentiles, teardown
 
 GOAL_RATE = 3000
 GOAL_P95_S = 2.0
@@ -181,16 +181,7 @@ def run(settings_or_args: Any = None) -> dict:
                                      stack, classified_at, receiver, bench_id, errors))
                 print(f"[bench firehose] {json.dumps(phases[-1])}", file=sys.stderr, flush=True)
     finally:
-        stop.set()
-        stack.down()
-        receiver.stop()
-        if watcher.is_alive():
-            watcher.join(timeout=5)
-        try:
-            if not os.environ.get("LYSSNA_BENCH_KEEP"):
-                _cleanup(opts.bootstrap_servers, opts.redis_url, bench_id)
-        except Exception:  # noqa: BLE001 - leftovers are harmless
-            pass
+        teardown(stop, stack, receiver, watcher, opts, bench_id)
     held = [p["rate_posts_per_s"] for p in phases if p["held"]]
     return {"rates_posts_per_s": rates, "seconds_per_phase": opts.seconds, "mention_share": MENTION_SHARE,
             "phases": phases, "highest_sustained_posts_per_s": max(held) if held else 0,
