@@ -49,7 +49,7 @@ from prometheus_client.core import GaugeMetricFamily
 
 from lyssna.common.config import MAX_MIN_AUTHORS, Settings
 from lyssna.common.contracts import SENTIMENTS, ClassifiedPost, DeadLetter, as_utc, utcnow
-from lyssna.common.kafka_admin import resolve_replication
+from lyssna.common.kafka_admin import resolve_replication, topic_configs
 
 from .ownership import Ownership, partition_for_org
 from .rules import CellKey, ScoredCellKey, cell_keys, scored_cell_keys
@@ -398,8 +398,11 @@ class MentionCounter:
         self.source_topic = settings.kafka.topics.posts_classified
         self.mentions_topic = f"{a.app_id}-mentions"
         source = self.app.topic(self.source_topic, key_type=bytes, value_type=bytes)
+        # It carries post text like posts.classified, so it is kept as long (retention section).
+        mentions_ms = settings.retention.topics_ms(settings.kafka.topics)[settings.kafka.topics.posts_classified]
         self.mentions = self.app.topic(self.mentions_topic, partitions=partitions, internal=True,
-                                       key_type=bytes, value_type=bytes, config=durability)
+                                       key_type=bytes, value_type=bytes,
+                                       config=topic_configs(mentions_ms, in_sync))
         self.deadletter = self.app.topic(settings.kafka.topics.deadletter, key_type=bytes, value_type=bytes)
         self.app.agent(source, name=f"{a.app_id}.route")(self._route)
         self.app.agent(self.mentions, name=f"{a.app_id}.count")(self._count)

@@ -58,9 +58,11 @@ async def test_topics_lyssna_creates_carry_the_configured_retention(settings, un
     async with running_alerts(s) as svc:
         drift = svc.metrics.registry.get_sample_value("lyssna_kafka_topic_retention_drift_seconds",
                                                       {"service": "alerts", "topic": fresh["posts_classified"]})
-    assert _retention_ms(boot, list(fresh.values())) == {
+    mentions = f"{s.alerts.app_id}-mentions"  # alerts' internal copy of each mention, text included
+    assert _retention_ms(boot, [*fresh.values(), mentions]) == {
         fresh["posts_raw"]: 1 * DAY_S * 1000, fresh["posts_classified"]: 2 * DAY_S * 1000,
-        fresh["deadletter"]: 3 * DAY_S * 1000, fresh["alerts_events"]: 4 * DAY_S * 1000}
+        fresh["deadletter"]: 3 * DAY_S * 1000, fresh["alerts_events"]: 4 * DAY_S * 1000,
+        mentions: 2 * DAY_S * 1000}
     assert drift is None  # created right: no drift
 
 
