@@ -201,3 +201,18 @@ def test_common_one_word_names_get_a_hint_unless_marked() -> None:
             Org(name="Skärholt Maskin", aliases=["Skärholt"], ambiguous=False),
             Org(name="Gnista", aliases=["#gnista"], ambiguous=False)]
     assert ambiguity_hints(orgs) == [("Alva Omsorg", "Alva"), ("Gnista", "Gnista")]
+
+
+def test_settings_decider_refuses_a_head_for_other_encoder_layers(tmp_path) -> None:
+    from types import SimpleNamespace
+
+    from lyssna.classify.relevance import decider_from_settings
+    from lyssna.common.config import OrganizationConfig
+
+    random_head(np.random.default_rng(5)).save(tmp_path)  # layers (1, 2)
+    encoder = SimpleNamespace(layers=(6, 9, 12), dim=DIM, embed=lambda texts: np.zeros((len(texts), DIM)))
+    org = OrganizationConfig(name="Pluto Logistik", aliases=["Pluto"], ambiguous=True, description="logistics")
+    with pytest.raises(ValueError, match="retrain with `lyssna train`"):
+        decider_from_settings([org], encoder, tmp_path)
+    # nothing ambiguous: the head is never loaded
+    assert not decider_from_settings([OrganizationConfig(name="X")], encoder, tmp_path).needs_vectors

@@ -26,7 +26,7 @@ from ..relevance import EXTRAS, OrgDecider, OrgProfile, RelevanceHead, extras, f
 from .dataset import DATA_DIR
 
 SEED = 20261201
-C_GRID = (0.01, 0.03, 0.1, 0.3, 1.0)
+C_GRID = (0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0)
 FOLDS = 5
 
 
