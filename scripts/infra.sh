@@ -144,6 +144,8 @@ kafka_up() {
   if [[ "$recorded" != "$KAFKA_BROKERS" ]] && [[ -n "$(KAFKA_BROKERS=$recorded kafka_pids)" ]]; then
     die "a $recorded-broker Kafka runs on port $KAFKA_PORT; run 'scripts/infra.sh down kafka' first, then up with LYSSNA_KAFKA_BROKERS=$KAFKA_BROKERS"
   fi
+  # Recorded first, so "down" finds the nodes that started even if a later one does not.
+  if ((KAFKA_BROKERS > 1)); then echo "$KAFKA_BROKERS" >"$KAFKA_CLUSTER_RECORD"; else rm -f "$KAFKA_CLUSTER_RECORD"; fi
   # Replication of the internal and default topics: 3 copies, 2 in sync, as soon as there are 3 brokers.
   local rf=$((KAFKA_BROKERS < 3 ? KAFKA_BROKERS : 3)) isr=1 i started=() cluster_id=""
   ((rf >= 3)) && isr=2
@@ -202,7 +204,6 @@ PROPS
     echo $! >"$(pidfile "$NODE_NAME")"
     started+=("$i")
   done
-  if ((KAFKA_BROKERS > 1)); then echo "$KAFKA_BROKERS" >"$KAFKA_CLUSTER_RECORD"; else rm -f "$KAFKA_CLUSTER_RECORD"; fi
   ((${#started[@]})) || return 0
   # A cluster's nodes wait for each other's controller quorum, so they start together and are awaited together.
   wait_for kafka 90 kafka_all_ready || die "kafka did not start within 90s; see the logs under $KAFKA_HOME/"

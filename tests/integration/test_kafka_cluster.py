@@ -9,6 +9,7 @@ import time
 import pytest
 from kafka import KafkaConsumer, KafkaProducer
 from kafka.admin import ConfigResource, ConfigResourceType, KafkaAdminClient
+from kafka.errors import KafkaError
 
 from lyssna.common.config import load_settings
 from lyssna.common.kafka_admin import ensure_topics
@@ -17,14 +18,17 @@ from tests.helpers.kafka_io import delete_kafka_leftovers, wait_for
 pytestmark = pytest.mark.integration
 
 
-def layout(bootstrap: str, topics: list[str]) -> dict[str, tuple[set[int], str]]:
-    """Topic -> (replica counts of its partitions, its min.insync.replicas)."""
+def layout(bootstrap: str, topics: list[str]) -> dict[str, tuple[set[int], str]] | None:
+    """Topic -> (replica counts of its partitions, its min.insync.replicas); None
+    while a broker does not know a topic yet."""
     admin = KafkaAdminClient(bootstrap_servers=bootstrap)
     try:
         replicas = {t["name"]: {len(p["replica_nodes"]) for p in t["partitions"]} for t in admin.describe_topics(topics)}
         configs = admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, t) for t in topics],
                                          config_filter="all")["topic"]
         return {t: (replicas[t], configs[t]["min.insync.replicas"]["value"]) for t in topics}
+    except (KeyError, KafkaError):
+        return None
     finally:
         admin.close()
 
@@ -73,11 +77,14 @@ def test_topics_get_three_replicas_and_two_in_sync_on_three_brokers(kafka_cluste
     names = list(settings.kafka.topics.model_dump().values())
     try:
         ensure_topics(bootstrap, names, **settings.kafka.topic_layout())
-        assert layout(bootstrap, names) == {n: ({3}, "2") for n in names}
+        # Waited for only while the brokers' metadata catches up: a wrong layout never matches.
+        wait_for(lambda: layout(bootstrap, names) == {n: ({3}, "2") for n in names}, timeout=30,
+                 what="three replicas and min.insync.replicas=2 on every topic")
         # Faust's topics: the counts changelog and the mentions topic, declared as the counting app does.
         counter = MentionCounter(settings, on_counted=lambda org: None, save_sample=None, on_deadletter=lambda: None)
         faust_topics = asyncio.run(declare(counter))
-        assert layout(bootstrap, faust_topics) == {n: ({3}, "2") for n in faust_topics}
+        wait_for(lambda: layout(bootstrap, faust_topics) == {n: ({3}, "2") for n in faust_topics}, timeout=30,
+                 what="three replicas and min.insync.replicas=2 on Faust's topics")
     finally:
         delete_kafka_leftovers(bootstrap, unique_id)
 
