@@ -207,7 +207,7 @@ def pipeline_health() -> dashboard.Dashboard:
                                 "{{connector}}", instant=True, fmt=prom.PromQueryFormat.TABLE)], w=8, unit="s"))
 
         .with_row(row("Classify"))
-        .with_panel(graph("Classify throughput", "Posts per second: classified, or sent to the dead letter.",
+        .with_panel(graph("Classify throughput", "Posts per second: classified, skipped (no watched organization, classify.scope: mentions), or sent to the dead letter.",
                           [query("sum by (outcome) (outcome:lyssna_classify_posts:rate5m)", "{{outcome}}")],
                           w=8, unit="ops"))
         .with_panel(graph("Inference latency per batch", "One model call over a micro-batch.",
