@@ -17,7 +17,7 @@ from ..mentions import MentionMatcher
 from ..relevance import RelevanceHead
 from .dataset import load_mention_rows, load_watchlist
 from .fit import evaluate
-from .orgpairs import evaluate_pairs, render_pairs, replace_pairs_block
+from .orgpairs import evaluate_pairs, leave_one_org_out, render_pairs, replace_pairs_block
 
 MODEL_CARD = Path(__file__).resolve().parents[1] / "MODEL_CARD.md"  # lyssna/classify/MODEL_CARD.md
 START, END = "<!-- figures:start -->", "<!-- figures:end -->"
@@ -34,7 +34,9 @@ def run_evaluation(settings: Settings, *, write_card: bool = False,
     text = render(heads, results, mentions)
     # The watchlist decision on the served path (the loop's last encoder).
     relevance = RelevanceHead.load(settings.classify.heads)
-    pairs = render_pairs(evaluate_pairs(encoder, relevance, progress), relevance, precision)
+    fp32 = Encoder(settings.classify.model, precision="fp32", layers=heads.layers)
+    pairs = render_pairs(evaluate_pairs(encoder, relevance, progress), relevance, precision,
+                         leave_one_org_out(fp32, progress))
     decisions = render_decisions(decision_figures(encoder, heads, progress))
     if write_card:
         card = MODEL_CARD.read_text(encoding="utf-8")

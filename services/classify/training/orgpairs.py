@@ -117,26 +117,50 @@ def fit_relevance(x: np.ndarray, y: np.ndarray, *, encoder_name: str, layers: tu
                          weights=w.astype(np.float32), bias=b, threshold=t)
 
 
-def train_relevance(encoder, out_dir: Path = DEFAULT_HEADS_DIR,
-                    progress: Callable[[str], None] = print) -> RelevanceHead:
+def _training_matrix(encoder, progress: Callable[[str], None]):
+    """The head's training pairs, their features and labels."""
     orgs = load_watchlist()
     matcher, profiles = matcher_and_profiles(orgs)
     rows = training_rows(load_pairs("train"), matcher, profiles)
     y = np.array([int(r["about"]) for r in rows])
-    progress(f"relevance head: {len(rows)} training pairs of ambiguous organizations "
-             f"({int(y.sum())} about the organization)")
     by_name = {p.name: p for p in profiles}
     judged = sorted({r["org"] for r in rows})
     org_vecs = dict(zip(judged, _embed(encoder, [profile_text(by_name[o].description, by_name[o].context)
                                                  for o in judged], progress)))
     posts = _embed(encoder, [r["text"] for r in rows], progress)
-    x = pair_matrix(rows, posts, org_vecs, by_name, matcher, len(encoder.layers))
+    return orgs, rows, pair_matrix(rows, posts, org_vecs, by_name, matcher, len(encoder.layers)), y
+
+
+def train_relevance(encoder, out_dir: Path = DEFAULT_HEADS_DIR,
+                    progress: Callable[[str], None] = print) -> RelevanceHead:
+    orgs, rows, x, y = _training_matrix(encoder, progress)
+    progress(f"relevance head: {len(rows)} training pairs of ambiguous organizations "
+             f"({int(y.sum())} about the organization)")
     data_hash = hashlib.sha256(json.dumps([rows, orgs], sort_keys=True).encode()).hexdigest()[:12]
     head = fit_relevance(x, y, encoder_name=encoder.name, layers=encoder.layers,
                          version=f"relevance-{data_hash}", progress=progress)
     path = head.save(out_dir)
     progress(f"wrote {path} ({head.version}, threshold {head.threshold:.2f})")
     return head
+
+
+def leave_one_org_out(encoder, progress: Callable[[str], None] = print) -> dict:
+    """How the head does on an organization it was not trained on: for each ambiguous
+    organization, a head fitted (as ``lyssna train`` does) on the others' training
+    pairs judges that organization's pairs. An estimate for a user's own organization."""
+    _, rows, x, y = _training_matrix(encoder, progress)
+    orgs = np.array([r["org"] for r in rows])
+    per_org, total = {}, np.zeros(3, dtype=int)
+    for org in sorted(set(orgs)):
+        fit, held = orgs != org, orgs == org
+        head = fit_relevance(x[fit], y[fit], encoder_name=encoder.name, layers=encoder.layers, version="lolo",
+                             progress=lambda _: None)
+        counted = 1.0 / (1.0 + np.exp(-(x[held] @ head.weights + head.bias))) >= head.threshold
+        about = y[held] == 1
+        counts = np.array([(counted & about).sum(), (counted & ~about).sum(), (~counted & about).sum()])
+        per_org[org] = {"n": int(held.sum()), **_prf(*map(int, counts))}
+        total += counts
+    return {"per_org": per_org, "overall": {"n": len(rows), **_prf(*map(int, total))}}
 
 
 def _prf(tp: int, fp: int, fn: int) -> dict:
@@ -187,7 +211,7 @@ def evaluate_pairs(encoder, head: RelevanceHead, progress: Callable[[str], None]
 PAIRS_START, PAIRS_END = "<!-- orgpairs:start -->", "<!-- orgpairs:end -->"
 
 
-def render_pairs(result: dict, head: RelevanceHead, path: str) -> str:
+def render_pairs(result: dict, head: RelevanceHead, path: str, unseen: dict | None = None) -> str:
     """The model card's watchlist-precision figures (between PAIRS_START and PAIRS_END)."""
     o, a = result["overall"], result["ambiguous"]
     lines = [f"Held-out `data/orgpairs.test.jsonl`: {o['n']} (post, organization) pairs, {a['n']} of them for "
@@ -204,6 +228,14 @@ def render_pairs(result: dict, head: RelevanceHead, path: str) -> str:
         lines.append(f"| {org} | {r['n']} | {r['tp'] + r['fn']} | {r['recall']:.3f} | {r['fp']} |")
     if result["errors"]:
         lines += ["", "Wrong pairs (id, kind): " + ", ".join(f"{i} ({k})" for i, k in result["errors"]) + "."]
+    if unseen:
+        o = unseen["overall"]
+        lines += ["", "**An organization the head never saw** (leave one organization out over the training "
+                  "pairs of the ambiguous ones: a head fitted on the others judges its pairs, fp32): "
+                  f"precision {o['precision']:.3f}, recall {o['recall']:.3f}, F1 {o['f1']:.3f} over {o['n']} pairs.",
+                  "", "| left out | pairs | precision | recall | F1 |", "| --- | --- | --- | --- | --- |"]
+        for org, r in unseen["per_org"].items():
+            lines.append(f"| {org} | {r['n']} | {r['precision']:.3f} | {r['recall']:.3f} | {r['f1']:.3f} |")
     return "\n".join(lines)
 
 
