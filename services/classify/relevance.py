@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -191,7 +192,7 @@ class OrgDecider:
                     raise ValueError(f"judging a mention of {org!r} needs the post's sentence vector")
                 w, w_cues, keywords = self._weights[org]
                 logit = float(vector @ w) + float(w_cues @ extras(text, mentions, keywords)) + self.head.bias
-                score = float(1.0 / (1.0 + np.exp(-logit)))
+                score = 1.0 / (1.0 + math.exp(-max(-50.0, min(50.0, logit))))  # no overflow at the extremes
                 relevance[org] = round(score, 4)
                 if score < self.head.threshold:
                     rejected[org] = NOT_RELEVANT
