@@ -19,7 +19,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-BENCHES = ("ingest", "classify", "adversarial", "e2e", "firehose", "mentions")
+BENCHES = ("ingest", "classify", "adversarial", "e2e", "firehose", "mentions", "scaleout")
 
 
 # The CPU features that decide which kernels the classifier can use (bf16, int8).
@@ -100,6 +100,10 @@ def render(results: dict) -> str:
         from bench.bench_mentions import section as mentions_section
 
         out += mentions_section(results["mentions"]) + [_machine_line(results["mentions"]["machine"]), ""]
+    if "scaleout" in results:
+        from bench.bench_scaleout import section as scaleout_section
+
+        out += scaleout_section(results["scaleout"]) + [_machine_line(results["scaleout"]["machine"]), ""]
     for name, err in results.get("errors", {}).items():
         out += [f"## {name}: did not run", "", f"`{err}`", ""]
     return "\n".join(out)

@@ -14,10 +14,8 @@ the survivor of a ``kill -9`` takes them over with their alerts still firing.
 from __future__ import annotations
 
 import asyncio
-import re
 import time
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 
 import httpx
 import pytest
@@ -29,7 +27,7 @@ from lyssna.alerts.engine import Engine
 from lyssna.alerts.metrics import AlertsMetrics
 from lyssna.alerts.outbox import AlertEventPublisher
 from lyssna.alerts.outbox_reader import OutboxReader
-from lyssna.alerts.ownership import Ownership, partition_for_org
+from lyssna.alerts.ownership import Ownership
 from lyssna.alerts.retry import RetrySchedule
 from lyssna.alerts.store import AlertsStore, DeliveryStatus
 from lyssna.common.contracts import AlertEvent, AlertState
@@ -39,23 +37,11 @@ from tests.helpers.alerts_harness import (
     read_events, service_env, webhook,
 )
 from tests.helpers.kafka_io import ServiceProcess, free_port, wait_for
+from tests.helpers.replicas import orgs_covering, owned_partitions
 
 pytestmark = pytest.mark.integration
 
 PARTITIONS = 3  # the test topics' partitions and kafka.partitions' default
-
-
-def orgs_covering(partitions: int, per_partition: int) -> dict[int, list[str]]:
-    """Organization names spread over every mentions partition."""
-    out: dict[int, list[str]] = {p: [] for p in range(partitions)}
-    i = 0
-    while any(len(v) < per_partition for v in out.values()):
-        name = f"Org {i}"
-        p = partition_for_org(name, partitions)
-        if len(out[p]) < per_partition:
-            out[p].append(name)
-        i += 1
-    return out
 
 
 # ---------------------------------------------------------------- engines in one process
@@ -176,20 +162,6 @@ async def _queued(store: AlertsStore, n: int) -> bool:
 
 
 # ---------------------------------------------------------------- two processes, one killed
-
-_OWNED = re.compile(r"mentions partitions \[([0-9, ]*)\] of (\d+)")
-
-
-def owned_partitions(log: Path) -> set[int] | None:
-    """The partitions a replica said last that it judges (None before it said any)."""
-    try:
-        found = _OWNED.findall(log.read_text(errors="replace"))
-    except FileNotFoundError:
-        return None
-    if not found:
-        return None
-    return {int(p) for p in found[-1][0].split(",") if p.strip()}
-
 
 def test_two_alerts_processes_split_the_orgs_and_the_survivor_of_a_kill_keeps_their_alerts(
         settings, tmp_path, unique_id):

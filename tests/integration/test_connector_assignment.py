@@ -17,6 +17,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from tests.helpers.kafka_io import ServiceProcess, free_port, wait_for
+from tests.helpers.replicas import group_members
 from tests.integration.ingest_support import API_KEY, FeedServer, atopic_ids, eventually, topic_ids
 
 from lyssna.common.config import RssSource
@@ -93,18 +94,6 @@ class AttributedFeedServer(FeedServer):
         pid = socket_owner(seen.client, self.httpd.server_address[1], self.pids)
         self.fetches.append(Fetch(time.monotonic(), pid, seen.headers.get("if-none-match")))
         return super().handle(seen)
-
-
-def group_members(bootstrap: str, group: str) -> int:
-    """Members of ``group`` once it is Stable (no rebalance in flight), else 0."""
-    from kafka.admin import KafkaAdminClient
-
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="test-group-probe")
-    try:
-        info = admin.describe_groups([group])[group]
-    finally:
-        admin.close()
-    return len(info["members"]) if info["group_state"] == "Stable" else 0
 
 
 def test_a_source_is_polled_by_one_replica_and_taken_over_after_kill_9(infra, topics, redis_prefix, tmp_path):
