@@ -8,6 +8,7 @@ data gives the same heads and the same figures.
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -28,18 +29,28 @@ CACHE_DIR = Path(".local") / "cache"
 
 
 def embed_examples(encoder, examples: list[Example], progress: Callable[[str], None] = print) -> np.ndarray:
-    """Embeddings for the examples, cached on disk by encoder, precision and text, so
-    retraining a head does not re-run the transformer."""
+    """Embeddings for the examples, cached on disk per text for each encoder, precision,
+    layers and length limit, so retraining a head does not re-run the transformer and
+    retraining after posts were added embeds only the new ones."""
     key = hashlib.sha256("\x1e".join([encoder.name, encoder.precision, repr(encoder.layers),
-                                      *(e.text for e in examples)]).encode()).hexdigest()[:20]
-    path = CACHE_DIR / f"emb-{key}.npy"
+                                      str(getattr(encoder, "max_length", ""))]).encode()).hexdigest()[:20]
+    path = CACHE_DIR / f"emb-{key}.npz"
+    known: dict[str, np.ndarray] = {}
     if path.exists():
-        return np.load(path)
-    progress(f"embedding {len(examples)} posts with {encoder.name} ({encoder.precision})")
-    vectors = encoder.embed([e.text for e in examples])
-    CACHE_DIR.mkdir(parents=True, exist_ok=True)
-    np.save(path, vectors)
-    return vectors
+        with np.load(path) as stored:
+            known = dict(zip(stored["texts"].tolist(), stored["vectors"]))
+    ids = [hashlib.sha256(e.text.encode()).hexdigest()[:24] for e in examples]
+    missing = dict((h, e.text) for h, e in zip(ids, examples) if h not in known)
+    if missing:
+        progress(f"embedding {len(missing)} of {len(examples)} posts with {encoder.name} ({encoder.precision})")
+        known.update(zip(missing, encoder.embed(list(missing.values()))))
+        CACHE_DIR.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.npz")
+        np.savez(tmp, texts=np.array(list(known)), vectors=np.stack(list(known.values())))
+        os.replace(tmp, path)  # whole or not at all: a run stopped halfway leaves the old cache
+    if not examples:
+        return np.zeros((0, getattr(encoder, "dim", 0)), dtype=np.float32)
+    return np.stack([known[h] for h in ids]).astype(np.float32)
 
 
 C_GRID = (1.0, 4.0, 16.0, 64.0)
