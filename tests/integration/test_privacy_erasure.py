@@ -48,7 +48,9 @@ def _count(keys, texts: list[str], kind: str) -> int:
 
 async def _fired_and_delivered(s, rx, client, posts) -> dict:
     await breach(s, "Acme", n=0)  # early in a window
-    produce(s.kafka.bootstrap_servers, s.kafka.topics.posts_classified, posts)
+    now = datetime.now(timezone.utc)  # written now, in this window (the posts were made before the wait)
+    produce(s.kafka.bootstrap_servers, s.kafka.topics.posts_classified,
+            [p.model_copy(update={"created_at": now}) for p in posts])
     record = await eventually(lambda: firing_delivery(client, "r", "Acme", status="delivered"),
                               timeout=120, what="the alert delivered")
     await eventually(lambda: any(q.webhook_id == record["event_id"] for q in rx.ok), what="the body received")
