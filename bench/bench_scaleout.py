@@ -162,7 +162,8 @@ def alerts_handover(opts: argparse.Namespace) -> float:
 
     run = _Run(opts, "alerts")
     try:
-        config = alerts_config_file(run.work / "alerts.yaml", rules=[count_rule("r", notify=[])], bucket="1m")
+        config = alerts_config_file(run.work / "alerts.yaml", rules=[count_rule("r", window="6h", notify=[])],
+                                    bucket="1m")
         a, b = run.start("alerts", 2, config)
         wait_alerts_split([a, b], PARTITIONS)
         return handover(a, b, PARTITIONS)
