@@ -91,9 +91,13 @@ def test_posts_in_classified_out_and_poison_to_deadletter(infra, topics, setting
 
 def test_worker_killed_mid_stream_leaves_no_post_unclassified(infra, topics, settings, unique_id,
                                                                     watchlist_config, tmp_path):
+    # Forwarded, the posts without a watched organization leave a record too, so
+    # "nothing lost" is checked for both paths through the worker.
+    config = tmp_path / "forward.yaml"
+    config.write_text(watchlist_config.read_text() + "  irrelevant: forward\n")
     port = free_port()
     worker = ServiceProcess("classify", service_env(settings, topics, unique_id, port), port=port,
-                            log_dir=tmp_path, config=watchlist_config).start()
+                            log_dir=tmp_path, config=config).start()
     batch = posts(3000, "k")
     try:
         worker.wait_ready()
