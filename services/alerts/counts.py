@@ -13,7 +13,13 @@ Two agents:
   :func:`rules.scored_cell_keys` (:func:`rules.cell_keys` with score levels); beside it, one small ``<org>|<bucket start>#<post
   hash>`` key per post counted in it, so a post read twice (a restart replays
   everything after the last committed offset; ingest may also let a duplicate
-  through) is counted once. Each is its own table key because the changelog
+  through) is counted once. The seen key lives in the bucket of the post's FIRST
+  sighting, and a post is looked up across all its organization's buckets (an
+  in-memory index, post hash -> first bucket, rebuilt from the seen keys and
+  dropped with their bucket at ``alerts.retention``, which every rule window
+  fits in): a post without ``created_at`` takes its event time from
+  ``fetched_at``, and a re-sent or re-fetched copy carries a later one that can
+  fall in another bucket of the same window. Each is its own table key because the changelog
   gets the whole value on every write: a list of hashes inside the bucket made
   the bytes written per mention grow with the bucket, quadratic in total.
   For the same reason each author (pseudonym) of a bucket has its own small key,
@@ -119,6 +125,11 @@ class CountBuckets:
             raise ValueError("the count bucket must be a whole number of seconds")
         self._oldest: dict[str, int] = {}
         self._seen: dict[str, set[str]] = {}  # bucket key -> hashes of the posts counted in it
+        # org -> post hash -> start of the bucket it was first counted in: the same
+        # hashes as _seen, looked up by post, so a copy with a later event time in
+        # another bucket is still a duplicate. Bounded like _seen (per bucket, within
+        # the retention); no extra table key, so recovery rebuilds it from the seen keys.
+        self._first: dict[str, dict[str, int]] = {}
         # bucket key -> author hash -> the cells (_cell_str) of that author's posts in the bucket
         self._authors: dict[str, dict[str, set[str]]] = {}
         self._cell_authors: dict[str, dict[str, int]] = {}  # bucket key -> cell -> authors remembered
@@ -183,6 +194,12 @@ class CountBuckets:
                 seen.setdefault(key, set()).update(legacy)
         self._oldest = oldest
         self._seen = seen
+        self._first = {}
+        for key, hashes in seen.items():
+            org, start = self.split_key(key)
+            first = self._first.setdefault(org, {})
+            for h in hashes:
+                first[h] = min(start, first.get(h, start))
         self._index_built = marker is not None
         self._index_marker = marker
 
@@ -206,10 +223,11 @@ class CountBuckets:
             return AddResult.too_old
         start = self.bucket_start(ts)
         key = self.key(org, start)
-        seen = self._seen.setdefault(key, set())
         h = post_hash(post.id)
-        if h in seen:
+        first = self._first.setdefault(org, {})
+        if h in first:  # counted already, in this bucket or another one within the retention
             return AddResult.duplicate
+        seen = self._seen.setdefault(key, set())
         # The cells with the post's score levels (rules with min_score read them; the others
         # sum over the levels). "c" holds the plain cells of buckets written before levels.
         value = dict(self.table.get(key) or {})
@@ -223,6 +241,7 @@ class CountBuckets:
         if len(seen) < MAX_IDS_PER_BUCKET:
             self.table[self.seen_key(key, h)] = 1
             seen.add(h)
+            first[h] = start
         if post.author:
             self._add_author(key, author_hash(post.author), {_cell_str(c) for c in
                                                              cell_keys(post.model_copy(update={"orgs": [org]}))})
@@ -258,6 +277,7 @@ class CountBuckets:
         cutoff = self.bucket_start(as_utc(now) - self.retention)
         removed = 0
         start = oldest
+        first = self._first.get(org, {})
         while start < cutoff:
             key = self.key(org, start)
             if key in self.table:
@@ -265,6 +285,8 @@ class CountBuckets:
                 removed += 1
             for h in self._seen.pop(key, ()):
                 self.table.pop(self.seen_key(key, h), None)
+                if first.get(h) == start:
+                    del first[h]
             for h in self._authors.pop(key, ()):
                 self.table.pop(self.author_key(key, h), None)
             self._cell_authors.pop(key, None)

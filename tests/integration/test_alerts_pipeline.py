@@ -340,6 +340,35 @@ async def test_counts_and_alert_state_survive_a_restart(settings):
             assert states.count(AlertState.firing) == 1
 
 
+async def test_a_post_re_sent_with_a_later_fetch_time_is_counted_once(settings):
+    """A post without created_at counts at its fetched_at; ingest's retry after a produce
+    timeout carries a later one, in another bucket of the same window: counted once."""
+    from kafka import KafkaProducer
+
+    s = alerts_settings(settings)  # 1 s buckets
+    boot, posts_topic = s.kafka.bootstrap_servers, s.kafka.topics.posts_classified
+    t0 = utcnow() - timedelta(seconds=10)
+    first = classified("Acme").model_copy(update={"created_at": None, "fetched_at": t0})
+    retry = first.model_copy(update={"fetched_at": t0 + timedelta(seconds=3)})
+    marker = classified("Acme").model_copy(update={"created_at": None, "fetched_at": t0 + timedelta(seconds=6)})
+    span = window_for(t0, timedelta(seconds=1)).start, t0 + timedelta(seconds=9)
+    async with running_alerts(s) as svc:
+        producer = KafkaProducer(bootstrap_servers=boot, acks="all")
+        try:
+            # All under the first post's key: one partition, so once the marker is counted
+            # the retry before it has been read too.
+            for p in (first, retry, marker):
+                producer.send(posts_topic, key=first.id.encode(), value=p.to_bytes())
+            producer.flush(timeout=30)
+        finally:
+            producer.close()
+        marker_bucket = window_for(marker.fetched_at, timedelta(seconds=1))
+        await eventually(lambda: _acme(svc, marker_bucket) == 1, what="the marker post counted")
+        assert _acme(svc, window_for(retry.fetched_at, timedelta(seconds=1))) == 0
+        counts = svc.counter.counts.cells("Acme", *span)
+        assert counts[("Acme", "*", "negative", "*")] == 2  # the post and the marker
+
+
 def _acme(svc, window) -> int:
     cells = svc.counter.counts.cells("Acme", window.start, window.end)
     return cells.get(("Acme", "*", "negative", "*"), 0)

@@ -158,3 +158,28 @@ def test_buckets_from_before_the_seen_keys_still_know_their_posts():
     table = {CountBuckets.key("Acme", int(T0.timestamp())): {"c": {"*|negative|*": 1}, "ids": [post_hash("old")]}}
     b = CountBuckets(table, timedelta(minutes=1), timedelta(hours=1))
     assert b.add("Acme", post("old", T0), T0) is AddResult.duplicate
+
+
+def fetched(pid: str, at: datetime) -> ClassifiedPost:
+    """A post without ``created_at``: its event time is when it was fetched."""
+    return post(pid, at).model_copy(update={"created_at": None, "fetched_at": at})
+
+
+def test_a_post_re_sent_with_a_later_fetch_time_in_another_bucket_is_counted_once():
+    # Ingest's retry after a produce timeout (or a connector's re-fetch) carries a new
+    # fetched_at, here two buckets later, in the same window.
+    table: dict = {}
+    b = CountBuckets(table, timedelta(minutes=1), timedelta(hours=1))
+    assert b.add("Acme", fetched("same", T0), T0) is AddResult.counted
+    later = T0 + timedelta(minutes=2, seconds=10)
+    assert b.add("Acme", fetched("same", later), later) is AddResult.duplicate
+    assert b.cells("Acme", T0, T0 + timedelta(hours=1))[("Acme", "*", "negative", "*")] == 1
+    # Another organization's mention of the same post is its own count.
+    assert b.add("Globex", fetched("same", later), later) is AddResult.counted
+    # A restart rebuilds the lookup from the seen keys of the first bucket.
+    again = CountBuckets(table, timedelta(minutes=1), timedelta(hours=1))
+    assert again.add("Acme", fetched("same", later), later) is AddResult.duplicate
+    # Memory stays bounded: the post is forgotten with the bucket it was first counted in.
+    end = T0 + timedelta(hours=1, minutes=2)
+    again.expire("Acme", end)
+    assert again.add("Acme", fetched("same", end), end) is AddResult.counted
