@@ -19,7 +19,7 @@ in flight) and measures:
 The figure is the highest rate whose phase held p95 < 2 s with nothing missing.
 Then, with the stack stopped, the classifier alone on mention-bearing posts (posts/s).
 
-    python -m bench.bench_firehose [--rates 1500,3000,4500] [--seconds 60]
+    python -m bench.bench_firehose [--rates 1000,2000,3000] [--seconds 60]
 """
 
 from __future__ import annotations
@@ -67,7 +67,7 @@ _MENTIONS = [
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--rates", default="1500,3000,4500", help="posts/s of each phase, in order")
+    p.add_argument("--rates", default="1000,2000,3000", help="posts/s of each phase, in order")
     p.add_argument("--seconds", type=float, default=60, help="length of each phase")
     p.add_argument("--bootstrap-servers", default=os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092"))
     p.add_argument("--redis-url", default=os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"))
