@@ -53,7 +53,10 @@ def write_config(path: Path, *, receiver_url: str, feed: Path) -> Path:
     doc = {
         "alerts": {"bucket": "1s", "evaluate_interval": "500ms", "retry_schedule": RETRY_SCHEDULE,
                    "delivery_lease": "6s", "delivery_timeout": "3s"},
-        "classify": {"batch_within": "50ms"},
+        # forward: posts without a watched organization still reach posts.classified
+        # (with skipped set), so "every post classified" holds for the load posts;
+        # the default, drop, is tested in tests/integration/test_classify_stream.py.
+        "classify": {"batch_within": "50ms", "irrelevant": "forward"},
         "organizations": [{"name": o, "aliases": []} for o in ORGS],
         "sources": [{"type": "file", "name": "e2e-feed", "path": str(feed)}],
         "rules": [{"name": RULE, "org": "*", "window": f"{WINDOW_S}s", "cooldown": "1h",
