@@ -4,8 +4,8 @@ E5 models expect the ``query: `` prefix and mean pooling over real tokens.
 Throughput comes from things measured in bench/bench_classify.py: batches
 sorted by token count (about 2% padding; sorting by characters left about
 20%), a precision and runtime chosen from what the CPU has (``choose_precision``:
-bfloat16 PyTorch with the feed-forward GELU fused into its matmul on AMX CPUs,
-the int8 ONNX Runtime graph of onnx_int8.py elsewhere), one single-threaded
+bfloat16 PyTorch with the feed-forward GELU fused into its matmul on CPUs with
+AMX or AVX-512 BF16, the int8 ONNX Runtime graph of onnx_int8.py elsewhere), one single-threaded
 forward per core running side by side (post-length tensors are too small for
 intra-op threads to pay off), and no autograd bookkeeping.
 """
@@ -69,18 +69,18 @@ def bf16_supported(flags: frozenset[str] | None = None) -> bool:
 
 
 def choose_precision(flags: frozenset[str], int8_available: bool) -> str:
-    """The served path for a CPU with ``flags``, from bench/bench_classify.py's figures.
+    """The served path for a CPU with ``flags``, from paired runs of both paths
+    (bench/bench_classify.py and MODEL_CARD.md).
 
-    AMX multiplies bf16 tiles natively: bf16 PyTorch was 9.4x the baseline there.
-    Everywhere else the int8 graph wins (AVX-512 BF16 without AMX: int8 ~1.3x
-    faster than bf16; AVX2 only: bf16 has no kernels and fp32 was ~2.2x the
-    baseline). Without the int8 graph (not built), the best PyTorch path.
+    bf16 where the CPU multiplies bfloat16 natively: AMX (9.4x the baseline) and
+    AVX-512 BF16 (AMD Zen 4: bf16 1.1-1.3x faster than int8 in paired runs).
+    Everywhere else (AVX2 only, AVX-512 without BF16, ARM) PyTorch has no fast
+    bf16 kernels and fp32 was ~2.2x the baseline, so the int8 ONNX Runtime graph;
+    fp32 when that graph was not built.
     """
-    if "amx_bf16" in flags:
+    if bf16_supported(flags):
         return "bf16"
-    if int8_available:
-        return "int8"
-    return "bf16" if bf16_supported(flags) else "fp32"
+    return "int8" if int8_available else "fp32"
 
 
 class Encoder:

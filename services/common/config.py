@@ -159,7 +159,7 @@ class ClassifySettings(ServerSettings):
     batch_within: Duration = timedelta(milliseconds=200)
     threads: int | None = Field(None, ge=1)
     precision: Literal["auto", "int8", "bf16", "fp32"] = Field(
-        "auto", description="the encoder's path: auto picks from the CPU (bf16 on AMX, else the int8 "
+        "auto", description="the encoder's path: auto picks from the CPU (bf16 on AMX/AVX-512 BF16, else the int8 "
                             "ONNX graph `make model` builds, else fp32); the service logs its choice")
     scope: Literal["mentions", "all"] = Field(
         "mentions", description="mentions: the transformer runs only on posts that mention a watched "

@@ -79,7 +79,8 @@ def test_unknown_scope_is_refused():
 
 @pytest.mark.parametrize("flags, int8, expected", [
     ({"avx2", "fma", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile"}, True, "bf16"),  # Intel with AMX
-    ({"avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16"}, True, "int8"),           # AMD Zen 4
+    ({"avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16"}, True, "bf16"),           # AMD Zen 4
+    ({"avx2", "fma", "avx512f", "avx512_vnni"}, True, "int8"),                           # Intel Cascade Lake
     ({"avx2", "fma"}, True, "int8"),                                                     # AMD Zen 3, AVX2 only
     ({"asimd", "asimddp"}, True, "int8"),                                                # ARM server
     ({"avx2", "fma", "avx512_bf16"}, False, "bf16"),  # no int8 graph built: the best PyTorch path
