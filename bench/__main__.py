@@ -81,9 +81,15 @@ def render(results: dict) -> str:
                 f"{r['baseline_topic_macro_f1']:.3f} | {r['baseline_sentiment_macro_f1']:.3f} |",
                 f"| (b) Lyssna ({r['lyssna_precision']}, batches sorted by token count, fused GELU, "
                 f"language id + mentions + heads included) | {r['lyssna_posts_per_s']} | {r['lyssna_topic_macro_f1']:.3f} | "
-                f"{r['lyssna_sentiment_macro_f1']:.3f} |", "",
+                f"{r['lyssna_sentiment_macro_f1']:.3f} |",
+                *([f"| (c) Lyssna, int8 ONNX Runtime graph (the path of CPUs without native bf16), same repeats "
+                   f"| {r['int8']['posts_per_s']} | {r['int8']['topic_macro_f1']:.3f} | "
+                   f"{r['int8']['sentiment_macro_f1']:.3f} |"] if r.get("int8") else []), "",
                 f"**(b)/(a) = {r['ratio']}** (per repeat: {r['ratios_per_repeat']}; goal ≥ {r['goal_ratio']}, "
-                "with macro-F1 no more than 0.01 below fp32).", "", _machine_line(r["machine"]), ""]
+                "with macro-F1 no more than 0.01 below fp32). The service chose "
+                f"{r['lyssna_precision']} ({r.get('lyssna_runtime', 'torch')}) on this CPU"
+                + (f"; (c)/(a) = {r['int8']['ratio']}." if r.get("int8") else "."), "",
+                _machine_line(r["machine"]), ""]
     if "adversarial" in results:
         from bench.bench_adversarial import section
 

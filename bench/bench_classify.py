@@ -29,6 +29,7 @@ from lyssna.classify.classifier import Classifier
 from lyssna.classify.training.dataset import load_examples
 from lyssna.classify.encoder import PREFIX, resolve_model_path
 from lyssna.classify.heads import Heads
+from lyssna.classify.onnx_int8 import int8_ready
 from lyssna.classify.training.fit import evaluate
 from lyssna.common.config import load_settings
 
@@ -80,16 +81,24 @@ def run(args=None) -> dict:
     classifier = Classifier.from_settings(settings)
     classifier.classify_texts(texts[:128])  # warm-up: lazy init, allocator
     baseline.embed(texts[:16])
+    # The int8 graph too where it is not the served path: it is what CPUs without
+    # native bf16 run, timed here in the same repeats (on this CPU's kernels).
+    other = None
+    if classifier.encoder.precision != "int8" and int8_ready(path, heads.layers):
+        other = Classifier.from_settings(settings, precision="int8")
+        other.classify_texts(texts[:128])
 
     # The baseline is ~10x slower; each repeat times it on a quarter of the posts,
     # half before and half after Lyssna's pass, so that both paths see the same
     # machine load (the machine is shared; its speed drifts over seconds).
     sample = texts[: max(200, posts // 4)]
     halves = sample[: len(sample) // 2], sample[len(sample) // 2:]
-    base_times, our_times = [], []
+    base_times, our_times, int8_times = [], [], []
     for _ in range(repeats):
         before = _seconds(lambda: baseline.embed(halves[0]))
         our_times.append(_seconds(lambda: classifier.classify_texts(texts)) / len(texts))
+        if other is not None:
+            int8_times.append(_seconds(lambda: other.classify_texts(texts)) / len(texts))
         after = _seconds(lambda: baseline.embed(halves[1]))
         base_times.append((before + after) / len(sample))
     t_base, t_ours = statistics.median(base_times), statistics.median(our_times)
@@ -111,7 +120,14 @@ def run(args=None) -> dict:
         "lyssna_topic_macro_f1": f1_ours["topic_macro_f1"],
         "lyssna_sentiment_macro_f1": f1_ours["sentiment_macro_f1"],
         "cpu": platform.processor() or platform.machine(),
+        "lyssna_runtime": classifier.encoder.runtime,
     }
+    if other is not None:
+        f1_int8 = evaluate(other.encoder, heads, progress=lambda m: None)["overall"]
+        result["int8"] = {"posts_per_s": round(1 / statistics.median(int8_times), 1),
+                          "ratio": round(statistics.median([b / o for b, o in zip(base_times, int8_times)]), 2),
+                          "topic_macro_f1": f1_int8["topic_macro_f1"],
+                          "sentiment_macro_f1": f1_int8["sentiment_macro_f1"]}
     return result
 
 
