@@ -151,6 +151,10 @@ class Sabotaged:
     def warm_up(self) -> None:
         self.real.warm_up()
 
+    def __getattr__(self, name: str):
+        # Everything else (encoder, scope, the encoded count) is the real classifier's.
+        return getattr(self.real, name)
+
     def classify_posts(self, posts, **kwargs):
         texts = [p.text for p in posts]
         if any(self.HANG in t for t in texts):
