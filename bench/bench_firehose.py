@@ -41,7 +41,7 @@ from typing import Any
 import httpx
 import yaml
 
-from bench.bench_e2e import _alerts, _watch, bench_stack, percentiles, teardown
+from bench.bench_e2e import _TEXTS, _alerts, _watch, bench_stack, percentiles, teardown
 
 GOAL_RATE = 3000
 GOAL_P95_S = 2.0
@@ -53,13 +53,9 @@ BATCH = 250
 IN_FLIGHT = 4
 STEADY_ORGS = 300
 
+# The e2e bench's mention templates, plus Danish and Finnish ones.
 _MENTIONS = [
-    "Jobbar på {org} sedan tre år. Chefen lyssnar aldrig och vi är alldeles för få på avdelningen.",
-    "Great interview experience at {org} today, the recruiters were friendly and quick.",
-    "{org} söker utvecklare i Göteborg! Ansök senast fredag, flexibla arbetstider.",
-    "Kundtjänsten hos {org} svarade inte på två veckor. Riktigt dåligt bemötande.",
-    "Die Stimmung bei {org} ist seit den Entlassungen im Keller.",
-    "Hyggelig intervju hos {org} i Oslo, men de brukte lang tid på å gi svar.",
+    *_TEXTS,
     "Min leder hos {org} giver aldrig feedback, det er så frustrerende.",
     "{org} palkkasi kesätyöntekijöitä, hakuaika päättyy perjantaina.",
 ]
