@@ -55,7 +55,7 @@ from prometheus_client.core import GaugeMetricFamily
 
 from lyssna.common.config import MAX_MIN_AUTHORS, Settings
 from lyssna.common.contracts import SENTIMENTS, ClassifiedPost, DeadLetter, as_utc, utcnow
-from lyssna.common.kafka_admin import resolve_replication, topic_configs
+from lyssna.common.kafka_admin import resolve_replication, topic_configs, wait_for_topics
 
 from .ownership import Ownership, partition_for_org
 from .rules import CellKey, ScoredCellKey, cell_keys, scored_cell_keys
@@ -433,10 +433,24 @@ class MentionCounter:
         """Start the app and keep it running; joining the group can take as long as
         a crashed predecessor's session, so this runs beside delivery and the API."""
         self.datadir.mkdir(parents=True, exist_ok=True)
+        await self._declare_internal_topics()
         await self.app.start()
         while not self.app.crashed:
             await asyncio.sleep(1)
         raise RuntimeError(f"the counting app crashed: {self.app.crash_reason!r}")
+
+    async def _declare_internal_topics(self) -> None:
+        # Faust declares its internal topics while it subscribes, racing the group
+        # join: a first join that finds them missing assigns this replica nothing and
+        # stays so until the next metadata refresh, five minutes without counting.
+        # Declared (with Faust's own settings) and led before the join, they are in
+        # the first assignment.
+        await self.app.maybe_start_producer()
+        internal = (self.mentions, self.table.changelog_topic)
+        for topic in internal:
+            await topic.maybe_declare()
+        await asyncio.to_thread(wait_for_topics, self.settings.kafka.bootstrap_servers,
+                                [name for topic in internal for name in topic.topics])
 
     async def stop(self) -> None:
         await self.app.stop()

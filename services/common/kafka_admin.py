@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
@@ -107,6 +108,35 @@ def topic_retention(bootstrap_servers: str, topics: Iterable[str], timeout_ms: i
         admin.close()
 
 
+def wait_for_topics(bootstrap_servers: str, names: Iterable[str], timeout_s: float = 30) -> None:
+    """Return once every partition of each topic in ``names`` has a leader.
+
+    A consumer group that joins before its topics are in the metadata is assigned
+    nothing for them until its next metadata refresh (five minutes by default), so
+    a service waits here after creating a topic it is about to consume.
+    Raises ``TimeoutError`` naming the topics still without a leader."""
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap_servers, client_id="lyssna-admin",
+                             request_timeout_ms=int(timeout_s * 1000))
+    try:
+        _wait_for_leaders(admin, names, timeout_s)
+    finally:
+        admin.close()
+
+
+def _wait_for_leaders(admin: KafkaAdminClient, names: Iterable[str], timeout_s: float) -> None:
+    wanted = list(dict.fromkeys(names))
+    deadline = time.monotonic() + timeout_s
+    while True:
+        pending = sorted(t["name"] for t in admin.describe_topics(wanted)
+                         if t["error_code"] or not t["partitions"] or any(p["leader_id"] < 0 for p in t["partitions"]))
+        if not pending:
+            return
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"topics missing or without a leader after {timeout_s:.0f} s: {', '.join(pending)}. "
+                               f"Check that every broker in kafka.bootstrap_servers is up")
+        time.sleep(0.2)
+
+
 def auto_replication(brokers: int) -> tuple[int, int]:
     """(replication factor, min.insync.replicas) for ``auto``: 3 and 2 from three
     brokers on, so one broker can die without losing an acknowledged write or
@@ -174,6 +204,7 @@ def ensure_topics(bootstrap_servers: str, names: Iterable[str], partitions: int 
                                      for n in missing], timeout_ms=timeout_ms)
             except TopicAlreadyExistsError:
                 pass  # another service created it between our list and create
+            _wait_for_leaders(admin, missing, timeout_ms / 1000)
             log.info("created topics", extra={"topics": missing, "replication_factor": replication_factor,
                                               "min_insync_replicas": min_insync_replicas})
         checked = [n for n in wanted if n in existing and n in retention_ms]
