@@ -32,7 +32,7 @@ from lyssna.common.config import ConfigError, Settings
 from lyssna.common.kafka_admin import ensure_topics
 from lyssna.common.redis_policy import refuse_evicting_redis
 from lyssna.common.logs import setup_logging
-from lyssna.common.runtime import EmbeddedServer, first_crash, run_until_signal, watch_lag
+from lyssna.common.runtime import EmbeddedServer, StopDeadline, first_crash, run_until_signal, watch_lag
 from lyssna.common.urlsafety import (AddressPolicy, UnsafeWebhookURL, WebhookURLResolutionError, check_webhook_url,
                                      why_not_public)
 
@@ -51,7 +51,6 @@ from .store import AlertsStore
 log = logging.getLogger("lyssna.alerts")
 
 LAG_INTERVAL_S = 15
-STOP_TIMEOUT_S = 30
 
 
 def check_settings(settings: Settings, *, env: Mapping[str, str] = os.environ,
@@ -204,25 +203,21 @@ class AlertsService:
         await first_crash(self._tasks, log)
 
     async def stop(self) -> None:
+        deadline = StopDeadline(log)
         if self.api_server is not None and "api" in self._tasks:
             self.api_server.should_exit = True
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._tasks["api"], timeout=5)
-        for name, task in self._tasks.items():
+            await deadline.tasks("api", [self._tasks["api"]])
+        for task in self._tasks.values():
             task.cancel()
-        await asyncio.gather(*self._tasks.values(), return_exceptions=True)
+        await deadline.tasks("tasks", self._tasks.values())
         self._tasks.clear()
         if self.worker is not None:
-            await self.worker.stop()
+            await deadline.step("delivery", self.worker.stop())
         for component in reversed(self._started):
-            try:
-                # Bounded: a broker that stopped answering must not keep the process alive.
-                await asyncio.wait_for(component.stop(), timeout=STOP_TIMEOUT_S)
-            except Exception:
-                log.exception("error while stopping", extra={"component": type(component).__name__})
+            await deadline.step(type(component).__name__, component.stop())
         self._started.clear()
         if self.redis is not None:
-            await self.redis.aclose()
+            await deadline.step("redis", self.redis.aclose())
             self.redis = None
         log.info("alerts stopped")
 

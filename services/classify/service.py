@@ -39,7 +39,7 @@ from lyssna.common.contracts import ClassifiedPost, DeadLetter, Post
 from lyssna.common.health import health_router
 from lyssna.common.kafka_admin import ensure_topics
 from lyssna.common.logs import setup_logging
-from lyssna.common.runtime import EmbeddedServer, first_crash, run_until_signal, watch_lag
+from lyssna.common.runtime import EmbeddedServer, StopDeadline, first_crash, run_until_signal, watch_lag
 
 from .classifier import Classifier
 from .metrics import SERVICE, ClassifyMetrics
@@ -226,12 +226,13 @@ class ClassifyService:
         self.stopping = True
         if self.server is not None:
             self.server.should_exit = True
+        deadline = StopDeadline(log)
         for task in self.tasks.values():
             if task.get_name() != "classify-http":
                 task.cancel()
         if self.app is not None:
-            await self.app.stop()
-        await asyncio.gather(*self.tasks.values(), return_exceptions=True)
+            await deadline.step("faust", self.app.stop())
+        await deadline.tasks("tasks", self.tasks.values())
         log.info("classify stopped")
 
     # ------------------------------------------------------------------ stream

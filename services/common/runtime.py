@@ -8,7 +8,7 @@ import contextlib
 import logging
 import signal
 import sys
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 
 import uvicorn
 
@@ -74,6 +74,40 @@ async def watch_lag(bootstrap_servers: str, groups: Mapping[str, str], set_lag: 
     finally:
         await ends.stop()
         await admin.close()
+
+
+# Under compose's stop_grace_period (30 s), after which the process gets SIGKILL.
+STOP_BUDGET_S = 25.0
+
+
+class StopDeadline:
+    """One time budget for a whole shutdown, shared by its steps in order.
+
+    A step that outlives what is left (a broker that stopped answering, Faust caught
+    in the middle of a rebalance) is given up on with a warning, so the process still
+    exits, cleanly and in time, instead of being killed by its supervisor. Nothing is
+    lost by giving up: offsets not committed are read again, and deliveries and
+    cursors live in Redis."""
+
+    def __init__(self, logger: logging.Logger, budget_s: float = STOP_BUDGET_S):
+        self.log = logger
+        self.deadline = asyncio.get_running_loop().time() + budget_s
+
+    async def step(self, what: str, aw: Awaitable) -> None:
+        left = max(0.5, self.deadline - asyncio.get_running_loop().time())
+        try:
+            await asyncio.wait_for(aw, timeout=left)
+        except asyncio.TimeoutError:
+            self.log.warning("gave up waiting for a component to stop", extra={"component": what,
+                                                                               "waited_s": round(left, 1)})
+        except Exception:
+            self.log.exception("error while stopping", extra={"component": what})
+
+    async def tasks(self, what: str, tasks: Iterable[asyncio.Task]) -> None:
+        """Wait for ``tasks`` (already cancelled or told to exit) to end."""
+        tasks = list(tasks)
+        if tasks:
+            await self.step(what, asyncio.gather(*tasks, return_exceptions=True))
 
 
 async def run_until_signal(start: Callable[[], Awaitable[None]], wait: Callable[[], Awaitable[None]],

@@ -16,7 +16,7 @@ import logging
 from lyssna.common.config import Settings
 from lyssna.common.logs import setup_logging
 from lyssna.common.redis_policy import refuse_evicting_redis
-from lyssna.common.runtime import EmbeddedServer, first_crash, run_until_signal
+from lyssna.common.runtime import EmbeddedServer, StopDeadline, first_crash, run_until_signal
 
 from .app import build_state, create_app
 from .assignment import FencedCursorStore
@@ -68,11 +68,12 @@ class IngestService:
     async def stop(self) -> None:
         if self.server is not None:
             self.server.should_exit = True
+        deadline = StopDeadline(log)
         if self.runner is not None:
-            await self.runner.stop()
-        await asyncio.gather(*self.tasks.values(), return_exceptions=True)
-        await self.state.producer.close()
-        await self.state.redis.aclose()
+            await deadline.step("connectors", self.runner.stop())
+        await deadline.tasks("http", self.tasks.values())
+        await deadline.step("producer", self.state.producer.close())
+        await deadline.step("redis", self.state.redis.aclose())
         log.info("ingest stopped")
 
 
