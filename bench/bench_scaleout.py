@@ -174,10 +174,9 @@ def alerts_handover(opts: argparse.Namespace) -> float:
 
 
 def connector_handover(opts: argparse.Namespace) -> float:
+    from tests.helpers.ingest_support import FeedServer, rss
     from tests.helpers.kafka_io import wait_for
     from tests.helpers.replicas import connector_owner
-    from tests.integration.ingest_support import FeedServer
-    from tests.integration.test_connector_assignment import rss
 
     run = _Run(opts, "connector")
     with FeedServer(rss(2)) as srv:

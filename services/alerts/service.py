@@ -19,7 +19,6 @@ deliveries from the one Redis queue under a lease.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import socket

@@ -20,7 +20,7 @@ from standardwebhooks.webhooks import Webhook
 from tests.helpers.alerts_harness import early_in_window_sync
 from tests.helpers.kafka_io import read_all, topic_size, wait_for
 from tests.helpers.metric_names import dashboard_queries, exposition_sample_names, metric_names_used, render_expr
-from tests.integration.ingest_support import pushed_id
+from tests.helpers.ingest_support import pushed_id
 
 from .support import API_KEY, ORGS, RULE, THRESHOLD, WINDOW_S, burst
 

@@ -19,7 +19,7 @@ from kafka import KafkaAdminClient
 from lyssna.common.pseudonyms import author_pseudonymizer
 from tests.helpers.alerts_harness import early_in_window_sync
 from tests.helpers.kafka_io import read_topic, wait_for
-from tests.integration.ingest_support import pushed_id
+from tests.helpers.ingest_support import pushed_id
 
 from .support import ORGS, THRESHOLD, WINDOW_S, burst
 

@@ -18,7 +18,7 @@ import pytest
 from tests.helpers.alerts_harness import alerts_config_file, count_rule, service_env, webhook
 from tests.helpers.kafka_io import ServiceProcess, free_port, wait_for
 from tests.helpers.problems import problem
-from tests.integration.ingest_support import API_KEY
+from tests.helpers.ingest_support import API_KEY
 
 pytestmark = pytest.mark.integration
 

@@ -18,7 +18,7 @@ import redis.asyncio as aioredis
 
 from tests.helpers.kafka_io import ServiceProcess, free_port, wait_for
 from tests.helpers.replicas import group_members
-from tests.integration.ingest_support import API_KEY, FeedServer, atopic_ids, eventually, topic_ids
+from tests.helpers.ingest_support import API_KEY, FeedServer, atopic_ids, eventually, rss, topic_ids
 
 from lyssna.common.config import RssSource
 from lyssna.ingest.app import build_state
@@ -27,21 +27,6 @@ from lyssna.ingest.connectors.rss import RssConnector, entry_id
 from lyssna.ingest.runner import ConnectorRunner
 
 pytestmark = pytest.mark.integration
-
-
-def rss(n: int) -> bytes:
-    """A feed listing entries 1..n, newest first."""
-    items = "".join(f"""
-    <item>
-      <title>Acme Robotics nyhet {k}</title>
-      <link>https://news.example.se/acme/{k}</link>
-      <guid isPermaLink="false">acme-entry-{k}</guid>
-      <description>Personalen p&#229; Acme Robotics, del {k}.</description>
-    </item>""" for k in range(n, 0, -1))
-    return f"""<?xml version="1.0" encoding="UTF-8"?>
-<rss version="2.0"><channel><title>Acme</title><link>https://news.example.se/acme</link>
-<description>Acme</description><language>sv-SE</language>{items}
-</channel></rss>""".encode()
 
 
 def entry_ids(url: str, n: int) -> list[str]:

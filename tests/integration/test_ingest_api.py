@@ -5,7 +5,7 @@ import json
 import os
 
 import pytest
-from tests.integration.ingest_support import (
+from tests.helpers.ingest_support import (
     API_KEY, AUTH, atopic_ids, free_port, pushed_id, read_topic, running_app,
 )
 

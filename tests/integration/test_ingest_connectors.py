@@ -7,7 +7,7 @@ import shutil
 from contextlib import asynccontextmanager
 
 import pytest
-from tests.integration.ingest_support import (
+from tests.helpers.ingest_support import (
     AUTH, FEEDS, FeedServer, JetstreamServer, MastodonServer, ScriptedServer, atopic_ids,
     load_jetstream_events, load_statuses, make_status, post_event, read_topic, eventually, running_app,
 )

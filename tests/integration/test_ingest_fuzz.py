@@ -12,7 +12,7 @@ import httpx
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
-from tests.integration.ingest_support import AUTH, free_port
+from tests.helpers.ingest_support import AUTH, free_port
 from schemathesis import GenerationMode
 
 from lyssna.ingest.service import IngestService

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import redis.asyncio as aioredis
-from tests.integration.ingest_support import AUTH, atopic_ids, pushed_id, running_app
+from tests.helpers.ingest_support import AUTH, atopic_ids, pushed_id, running_app
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]

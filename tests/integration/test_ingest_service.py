@@ -7,7 +7,7 @@ import httpx
 import pytest
 
 from tests.helpers.kafka_io import ServiceProcess, free_port, wait_for
-from tests.integration.ingest_support import API_KEY, AUTH, topic_ids
+from tests.helpers.ingest_support import API_KEY, AUTH, topic_ids
 
 pytestmark = pytest.mark.integration
 

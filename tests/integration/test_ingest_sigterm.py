@@ -9,7 +9,7 @@ import threading
 import pytest
 
 from tests.helpers.kafka_io import ServiceProcess, free_port, wait_for
-from tests.integration.ingest_support import API_KEY
+from tests.helpers.ingest_support import API_KEY
 
 pytestmark = pytest.mark.integration
 

@@ -60,6 +60,21 @@ async def running_app(settings, **kwargs):
 
 # ------------------------------------------------------------------ HTTP sources
 
+def rss(n: int) -> bytes:
+    """A feed listing entries 1..n, newest first."""
+    items = "".join(f"""
+    <item>
+      <title>Acme Robotics nyhet {k}</title>
+      <link>https://news.example.se/acme/{k}</link>
+      <guid isPermaLink="false">acme-entry-{k}</guid>
+      <description>Personalen p&#229; Acme Robotics, del {k}.</description>
+    </item>""" for k in range(n, 0, -1))
+    return f"""<?xml version="1.0" encoding="UTF-8"?>
+<rss version="2.0"><channel><title>Acme</title><link>https://news.example.se/acme</link>
+<description>Acme</description><language>sv-SE</language>{items}
+</channel></rss>""".encode()
+
+
 @dataclass
 class Seen:
     path: str
