@@ -26,7 +26,6 @@ exactly, without any timing threshold:
 from __future__ import annotations
 
 import json
-import os
 import threading
 import time
 import uuid
@@ -46,17 +45,7 @@ from tests.helpers.replicas import alerts_handover, orgs_covering, wait_alerts_s
 
 from .support import API_KEY, SECRET_ENV, _payload
 
-pytestmark = [
-    pytest.mark.e2e, pytest.mark.integration,
-    # Known to fail (4 of 5 runs before 037fcfb fixed the double count of a post
-    # re-sent after an ingest produce timeout): after kill -9 of a broker, alerts can
-    # count an organization's posts short (updates lost on the changelog/mentions
-    # path, cause not yet found). Issue 13 stays open until that is fixed; run it
-    # with LYSSNA_RUN_KNOWN_FAILING=1.
-    pytest.mark.skipif(not os.environ.get("LYSSNA_RUN_KNOWN_FAILING"),
-                       reason="known failure, issue 13 (alerts undercount after a broker kill); "
-                              "LYSSNA_RUN_KNOWN_FAILING=1 runs it"),
-]
+pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
 PARTITIONS = 3        # kafka.partitions' default: posts, mentions and changelogs
 PER_ORG = 180         # distinct posts each organization gets over the run
