@@ -7,6 +7,8 @@ its line number, so outputs stay aligned with inputs.
 
 from __future__ import annotations
 
+import dataclasses
+
 import json
 import sys
 from collections.abc import Iterable, Iterator
@@ -59,9 +61,9 @@ def classify_stream(classifier: Classifier, lines: Iterable[str], out: IO[str], 
                 stats["errors"] += 1
             else:
                 r = next(results)
-                record = {"id": p[0], "lang": r.lang, "orgs": r.orgs, "topics": r.topics,
-                          "topic_scores": r.topic_scores, "sentiment": r.sentiment,
-                          "sentiment_scores": r.sentiment_scores}
+                # Every field of the result, as the service's message has them (org_relevance and
+                # rejected_orgs say why a named organization did or did not count).
+                record = {"id": p[0], **dataclasses.asdict(r)}
                 stats["classified"] += 1
             out.write(json.dumps(record, ensure_ascii=False) + "\n")
         stats["lines"] += len(chunk)

@@ -86,3 +86,21 @@ def test_classify_stream_keeps_one_output_line_per_input_line():
     assert [r.get("id") for r in rows] == ["1", None, "3"]
     assert rows[1]["line"] == 2 and "error" in rows[1]
     assert stats == {"lines": 3, "classified": 2, "errors": 1}
+
+
+def test_classify_stream_writes_every_field_the_service_would():
+    # The CLI is how users check a watchlist: it must say why a named org did not count.
+    from lyssna.classify.classifier import Result
+
+    class Deciding:
+        def classify_texts(self, texts):
+            return [Result("sv", ["Pluto Logistik"], ["recruitment"], {"recruitment": 0.9}, "positive",
+                           {"positive": 0.8}, org_relevance={"Pluto Logistik": 0.91, "Pluto": 0.08},
+                           rejected_orgs={"Pluto": "not about the organization"}) for _ in texts]
+
+    out = io.StringIO()
+    batch.classify_stream(Deciding(), ['{"id": "1", "text": "Pluto Logistik anställer"}'], out)
+    row = json.loads(out.getvalue())
+    assert row["org_relevance"] == {"Pluto Logistik": 0.91, "Pluto": 0.08}
+    assert row["rejected_orgs"] == {"Pluto": "not about the organization"}
+    assert row["skipped"] is None and row["orgs"] == ["Pluto Logistik"]
