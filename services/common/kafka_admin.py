@@ -17,7 +17,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from kafka.admin import ConfigResource, ConfigResourceType, KafkaAdminClient, NewTopic
-from kafka.errors import TopicAlreadyExistsError
+from kafka.errors import InvalidReplicationFactorError, TopicAlreadyExistsError
+
+from .config import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -204,6 +206,13 @@ def ensure_topics(bootstrap_servers: str, names: Iterable[str], partitions: int 
                                      for n in missing], timeout_ms=timeout_ms)
             except TopicAlreadyExistsError:
                 pass  # another service created it between our list and create
+            except InvalidReplicationFactorError:
+                brokers = len(admin.describe_cluster()["brokers"])
+                raise ConfigError(
+                    f"kafka.replication_factor is {replication_factor} but the cluster at {bootstrap_servers} has "
+                    f"{brokers} broker(s), so topics {', '.join(missing)} cannot be created. Fix: start at least "
+                    f"{replication_factor} brokers, or set kafka.replication_factor (LYSSNA_KAFKA_REPLICATION_FACTOR) "
+                    f"to auto or at most {brokers}") from None
             _wait_for_leaders(admin, missing, timeout_ms / 1000)
             log.info("created topics", extra={"topics": missing, "replication_factor": replication_factor,
                                               "min_insync_replicas": min_insync_replicas})

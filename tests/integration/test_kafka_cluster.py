@@ -11,7 +11,7 @@ from kafka import KafkaConsumer, KafkaProducer
 from kafka.admin import ConfigResource, ConfigResourceType, KafkaAdminClient
 from kafka.errors import KafkaError
 
-from lyssna.common.config import load_settings
+from lyssna.common.config import ConfigError, load_settings
 from lyssna.common.kafka_admin import ensure_topics
 from tests.helpers.kafka_io import delete_kafka_leftovers, wait_for
 
@@ -97,6 +97,16 @@ def test_one_dev_broker_keeps_one_replica(infra, unique_id):
         assert layout(infra.bootstrap_servers, names) == {names[0]: ({1}, "1")}
     finally:
         delete_kafka_leftovers(infra.bootstrap_servers, unique_id)
+
+
+def test_a_replication_factor_the_cluster_cannot_give_names_the_setting_and_the_fix(infra, unique_id):
+    # The production config (3 replicas) against one dev broker: the services exit 2 with this.
+    names = [f"test.{unique_id}.rf3"]
+    with pytest.raises(ConfigError) as e:
+        ensure_topics(infra.bootstrap_servers, names, replication_factor=3, min_insync_replicas=2)
+    message = str(e.value)
+    assert "kafka.replication_factor is 3" in message and "1 broker(s)" in message
+    assert "LYSSNA_KAFKA_REPLICATION_FACTOR" in message and names[0] in message
 
 
 def test_acknowledged_records_survive_kill_9_of_a_broker(kafka_cluster, unique_id):
