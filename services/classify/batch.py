@@ -8,7 +8,6 @@ its line number, so outputs stay aligned with inputs.
 from __future__ import annotations
 
 import dataclasses
-
 import json
 import sys
 from collections.abc import Iterable, Iterator
