@@ -444,8 +444,7 @@ class MentionCounter:
         # join: a first join that finds them missing assigns this replica nothing and
         # stays so until the next metadata refresh, five minutes without counting.
         # Declared (with Faust's own settings) and led before the join, they are in
-        # the first assignment.
-        await self.app.maybe_start_producer()
+        # the first assignment. (Declaring starts Faust's producer, which creates them.)
         internal = (self.mentions, self.table.changelog_topic)
         for topic in internal:
             await topic.maybe_declare()
