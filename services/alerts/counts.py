@@ -17,7 +17,9 @@ Two agents:
   sighting, and a post is looked up across all its organization's buckets (an
   in-memory index, post hash -> first bucket, rebuilt from the seen keys and
   dropped with their bucket at ``alerts.retention``, which every rule window
-  fits in): a post without ``created_at`` takes its event time from
+  fits in). The bucket's own value also names its last post (and that post's
+  author's new cells), since a crash can lose the seen key written after it: see
+  :meth:`CountBuckets.add`. A post without ``created_at`` takes its event time from
   ``fetched_at``, and a re-sent or re-fetched copy carries a later one that can
   fall in another bucket of the same window. Each is its own table key because the changelog
   gets the whole value on every write: a list of hashes inside the bucket made
@@ -189,9 +191,15 @@ class CountBuckets:
             org, start = self.split_key(key)
             if start < oldest.get(org, start + 1):
                 oldest[org] = start
-            legacy = (self.table.get(key) or {}).get("ids")  # buckets written before the seen keys
+            value = self.table.get(key) or {}
+            legacy = value.get("ids")  # buckets written before the seen keys
             if legacy:
                 seen.setdefault(key, set()).update(legacy)
+            last = value.get("last")  # the bucket's last post, whose own keys may not have made it
+            if last:
+                seen.setdefault(key, set()).add(last["p"])
+                if "a" in last:
+                    self._remember_author(key, last["a"][0], set(last["a"][1]))
         self._oldest = oldest
         self._seen = seen
         self._first = {}
@@ -228,23 +236,38 @@ class CountBuckets:
         if h in first:  # counted already, in this bucket or another one within the retention
             return AddResult.duplicate
         seen = self._seen.setdefault(key, set())
+        mention = post.model_copy(update={"orgs": [org]})
         # The cells with the post's score levels (rules with min_score read them; the others
         # sum over the levels). "c" holds the plain cells of buckets written before levels.
         value = dict(self.table.get(key) or {})
         scored = dict(value.get("s", {}))
-        for cell in scored_cell_keys(post.model_copy(update={"orgs": [org]})):
+        for cell in scored_cell_keys(mention):
             s = _CELL_SEP.join(map(str, cell[1:]))
             scored[s] = scored.get(s, 0) + 1
+        author = None
+        if post.author:
+            h_author = author_hash(post.author)
+            new_cells = self._new_author_cells(key, h_author, {_cell_str(c) for c in cell_keys(mention)})
+            author = (h_author, new_cells) if new_cells else None
+        # The count, the post's hash and its author's new cells go in ONE changelog record.
+        # The seen and author keys written after it are separate records, and a kill -9
+        # can lose the tail of what the producer had not sent yet: a count recovered
+        # without its seen key would count the replayed post a second time. Only the
+        # last post of a bucket can be in that tail, so "last" is all the record needs.
+        last: dict = {"p": h}
+        if author:
+            last["a"] = [author[0], sorted(author[1])]
         # A new dict every time: the table only writes its changelog on assignment.
         # Its size is bounded by the number of cells (times score levels), not by the posts counted.
-        self.table[key] = {**value, "s": scored}
+        self.table[key] = {**value, "s": scored, "last": last}
         if len(seen) < MAX_IDS_PER_BUCKET:
             self.table[self.seen_key(key, h)] = 1
             seen.add(h)
             first[h] = start
-        if post.author:
-            self._add_author(key, author_hash(post.author), {_cell_str(c) for c in
-                                                             cell_keys(post.model_copy(update={"orgs": [org]}))})
+        if author:
+            self._remember_author(key, *author)
+            # One small key per author: written when the author reaches a new cell, not per post.
+            self.table[self.author_key(key, author[0])] = sorted(self._authors[key][author[0]])
         if start < self._oldest.get(org, start + 1):
             self._oldest[org] = start
         return AddResult.counted
@@ -256,17 +279,12 @@ class CountBuckets:
             per_cell[s] = per_cell.get(s, 0) + 1
         known |= cells
 
-    def _add_author(self, bucket_key: str, h: str, cells: set[str]) -> None:
-        """Remember that author ``h`` wrote in these cells of the bucket, in cells that
-        still have room (a cell at the cap already counts as many authors as any rule asks)."""
+    def _new_author_cells(self, bucket_key: str, h: str, cells: set[str]) -> set[str]:
+        """The cells of the bucket that author ``h`` reaches for the first time, among those
+        that still have room (a cell at the cap already counts as many authors as any rule asks)."""
         known = self._authors.get(bucket_key, {}).get(h, set())
         per_cell = self._cell_authors.get(bucket_key, {})
-        new = {s for s in cells - known if per_cell.get(s, 0) < MAX_AUTHORS_PER_CELL}
-        if not new:
-            return
-        self._remember_author(bucket_key, h, new)
-        # One small key per author: written when the author reaches a new cell, not per post.
-        self.table[self.author_key(bucket_key, h)] = sorted(self._authors[bucket_key][h])
+        return {s for s in cells - known if per_cell.get(s, 0) < MAX_AUTHORS_PER_CELL}
 
     def expire(self, org: str, now: datetime) -> int:
         """Delete this organization's buckets older than the retention."""
