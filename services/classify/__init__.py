@@ -1,6 +1,6 @@
 """Classify: language, watched organizations, HR topics and sentiment.
 
-The served path: ``service.ClassifyService`` (a Faust agent over
+The served path: ``service.ClassifyService`` (a consumer-group member over
 ``lyssna.posts.raw``, batches under a time budget, output produced before its
 offsets are committed) runs ``classifier.Classifier``: ``langid`` and
 ``mentions`` (linear-time text handling, links found once per text by

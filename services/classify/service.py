@@ -1,17 +1,15 @@
-"""The classify worker: a Faust agent from ``posts.raw`` to ``posts.classified``.
+"""The classify worker: a consumer-group member from ``posts.raw`` to ``posts.classified``.
 
-Records arrive in micro-batches (``take_events``) so the transformer sees
-batches. Faust acknowledges a batch's events when the loop body is left, and
-the body is left normally only after Kafka acknowledged every classified record
-(and every dead letter), so a committed offset always means "produced": a
-worker killed at any point re-reads, never skips. Duplicates after a crash
-carry the same post id and are absorbed downstream.
+Records arrive in batches (:class:`lyssna.common.batch_consumer.BatchConsumer`)
+so the transformer sees batches. A batch's offsets are committed only after
+Kafka acknowledged every classified record (and every dead letter), so a
+committed offset always means "produced": a worker killed at any point re-reads,
+never skips. Duplicates after a crash carry the same post id and are absorbed
+downstream.
 
-Leaving the body by an exception would acknowledge the batch as well
-(take_events acks in a ``finally``, and the consumer commits acked offsets on
-its next tick and on stop), so the body never does: a batch whose output Kafka
-does not take after every retry is held (never acked), the worker stops taking
-batches and the process crashes, to restart from the last committed offset.
+A batch whose output Kafka does not take after every retry ends the loop
+without committing it: the worker stops taking batches and the process
+crashes, to restart from the last committed offset.
 
 Each batch is classified in a thread within a time budget; one that overruns
 or fails is classified post by post, each post within its own budget, and a
@@ -21,8 +19,6 @@ post that still overruns or fails goes to the dead letter with the reason.
 from __future__ import annotations
 
 import asyncio
-import os
-import tempfile
 import logging
 import threading
 import time
@@ -34,6 +30,7 @@ from typing import Any
 from fastapi import FastAPI
 from pydantic import ValidationError
 
+from lyssna.common.batch_consumer import BatchConsumer
 from lyssna.common.config import Settings
 from lyssna.common.contracts import ClassifiedPost, DeadLetter, Post
 from lyssna.common.health import health_router
@@ -109,21 +106,6 @@ class StreamProgress:
             self.since = now
 
 
-def hold(events: Sequence) -> None:
-    """Mark each event's message done without acknowledging its offset.
-
-    take_events acks a batch when the loop body is left, whatever the way out
-    (an exception, the agent's cancellation on stop), and the consumer then
-    commits past it. The consumer records an offset for commit only when it is
-    the one to mark the message acked, so these offsets are never committed and
-    the restarted worker reads the records again; and Faust's wait for in-flight
-    messages on stop and on rebalance (``stream_wait_empty``) does not wait for
-    them forever.
-    """
-    for event in events:
-        event.message.acked = True
-
-
 def in_thread(fn: Callable[[], Any]) -> asyncio.Future:
     """Run ``fn`` in a new daemon thread; the returned future settles in the loop.
 
@@ -172,7 +154,8 @@ class ClassifyService:
         self.metrics = ClassifyMetrics()
         self.tasks: dict[str, asyncio.Task] = {}
         self.server: EmbeddedServer | None = None
-        self.app = None
+        self.consumer: BatchConsumer | None = None
+        self.producer = None
         self.agent = "starting"
         self.progress = StreamProgress(time.monotonic())
         self.failure: asyncio.Future | None = None
@@ -181,7 +164,7 @@ class ClassifyService:
 
     # ------------------------------------------------------------------ wiring
     async def start(self, *, serve_http: bool = True) -> None:
-        import faust  # heavy; only the worker needs it
+        from aiokafka import AIOKafkaProducer
 
         s, topics = self.settings, self.settings.kafka.topics
         if serve_http:
@@ -197,19 +180,18 @@ class ClassifyService:
         await asyncio.to_thread(ensure_topics, s.kafka.bootstrap_servers,
                                 [topics.posts_raw, topics.posts_classified, topics.deadletter],
                                 **s.kafka.topic_layout())
-        self.app = faust.App(
-            self.app_id, broker=f"kafka://{s.kafka.bootstrap_servers}", store="memory://",
-            web_enabled=False, producer_acks=-1, topic_partitions=s.kafka.partitions,
-            topic_allow_declare=False, consumer_auto_offset_reset="earliest",
-            # Offsets are committed once a second, not every N records: at firehose rates
-            # (thousands of posts/s) a commit per batch cost more CPU than classifying the
-            # irrelevant posts; a crash re-reads at most about a second (ids absorb it).
-            broker_commit_every=1_000_000, broker_commit_interval=1.0,
-            datadir=os.path.join(tempfile.gettempdir(), f"{self.app_id}-faust"),
-        )
-        source = self.app.topic(topics.posts_raw, key_serializer="raw", value_serializer="raw")
-        self.app.agent(source, name=f"{self.app_id}.classify", concurrency=1)(self._agent)
-        await self.app.start()
+        self.producer = AIOKafkaProducer(bootstrap_servers=s.kafka.bootstrap_servers, client_id=f"{self.app_id}-out",
+                                         acks="all", enable_idempotence=True, linger_ms=5)
+        await self.producer.start()
+        c = s.classify
+        # Offsets are committed once a second, not per batch: at firehose rates a commit
+        # per batch cost more than classifying the irrelevant posts; a crash re-reads
+        # at most about a second (ids absorb it).
+        self.consumer = BatchConsumer(bootstrap_servers=s.kafka.bootstrap_servers, group_id=self.app_id,
+                                      topic=topics.posts_raw, handle=self.handle_batch, max_records=c.batch_size,
+                                      within_s=c.batch_within.total_seconds(), client_id=self.app_id)
+        await self.consumer.start()
+        self.tasks["worker"] = asyncio.create_task(self._agent(), name="classify-worker")
         self.tasks["lag"] = asyncio.create_task(
             watch_lag(s.kafka.bootstrap_servers, {topics.posts_raw: self.app_id},
                       self._observe_lag,
@@ -230,33 +212,32 @@ class ClassifyService:
         for task in self.tasks.values():
             if task.get_name() != "classify-http":
                 task.cancel()
-        if self.app is not None:
-            await deadline.step("faust", self.app.stop())
-        await deadline.tasks("tasks", self.tasks.values())
+        # The worker's task first: the consumer commits only batches it finished.
+        await deadline.tasks("tasks", [t for t in self.tasks.values() if t.get_name() != "classify-http"])
+        if self.consumer is not None:
+            await deadline.step("consumer", self.consumer.stop())
+        if self.producer is not None:
+            await deadline.step("producer", self.producer.stop())
+        await deadline.tasks("http", [t for t in self.tasks.values() if t.get_name() == "classify-http"])
         log.info("classify stopped")
 
     # ------------------------------------------------------------------ stream
-    async def _agent(self, stream) -> None:
-        c = self.settings.classify
+    async def _agent(self) -> None:
         self.agent = "running"
         self.progress.progressed(time.monotonic())
         try:
-            async for events in stream.take_events(c.batch_size, within=c.batch_within.total_seconds()):
-                try:
-                    await self.handle_batch(events)
-                except BaseException as e:
-                    # Leaving the body acks the batch (see the module docstring).
-                    hold(events)
-                    if isinstance(e, asyncio.CancelledError):
-                        raise
-                    self._fail(e)
-                    # Take no further batch: one acked after this would let the
-                    # commit pass the held records. The service stops this task.
-                    await asyncio.Event().wait()
+            await self.consumer.run()
+        except asyncio.CancelledError:
+            raise
+        except BaseException as e:
+            # The batch in hand was not committed and no further one is taken (a later
+            # commit would pass it): the process exits, to restart from there.
+            self._fail(e)
+            raise
         finally:
             self.agent = "stopped"
             if not self.stopping:
-                self._fail(StreamFailed("the stream agent exited"))
+                self._fail(StreamFailed("the stream worker exited"))
 
     def _fail(self, error: BaseException) -> None:
         if self.failure is not None and not self.failure.done():
@@ -271,34 +252,35 @@ class ClassifyService:
         self.metrics.set_lag(topic, lag)
         self.progress.observed_lag(lag, time.monotonic())
 
-    async def handle_batch(self, events: Sequence) -> None:
+    async def handle_batch(self, records: Sequence) -> None:
+        """Classify a batch of ``posts.raw`` records and produce what comes of them;
+        returns only when Kafka has it all (or raises ProduceFailed)."""
         posts, good, bad, classified = [], [], [], []
-        for event in events:
-            parsed = parse_post(event.value)
+        for record in records:
+            parsed = parse_post(record.value)
             if isinstance(parsed, Post):
                 posts.append(parsed)
-                good.append(event)
+                good.append(record)
             else:
-                bad.append((event, parsed))
-        topic, records, skipped = self.settings.kafka.topics.posts_classified, [], []
+                bad.append((record, parsed))
+        topic, out, skipped = self.settings.kafka.topics.posts_classified, [], []
         forward_skipped = self.settings.classify.irrelevant == "forward"
-        for event, outcome in zip(good, await self._classify(posts) if posts else []):
+        for record, outcome in zip(good, await self._classify(posts) if posts else []):
             if not isinstance(outcome, str) and outcome.skipped:
                 skipped.append(outcome)
                 if not forward_skipped:
                     continue  # not kept past classification (privacy: it mentions no one we watch)
             if not isinstance(outcome, str):
                 try:
-                    records.append((topic, outcome.id.encode(), outcome.to_bytes()))
+                    out.append((topic, outcome.id.encode(), outcome.to_bytes()))
                     classified.append(outcome)
                     continue
                 except Exception as e:  # one post's output must not stop the batch
                     outcome = failure_reason(e)
-            bad.append((event, outcome))
-        records += [self._deadletter(event, reason) for event, reason in bad]
-        # The loop body must not return before Kafka has every record: returning
-        # acknowledges the source offsets.
-        await self._produce(records)
+            bad.append((record, outcome))
+        out += [self._deadletter(record, reason) for record, reason in bad]
+        # Not before Kafka has every record: returning lets the consumer commit the batch.
+        await self._produce(out)
         self.progress.progressed(time.monotonic())
         for post in classified:
             self.metrics.count_mentions(post)
@@ -310,7 +292,7 @@ class ClassifyService:
         self.metrics.encoded.inc(encoded - self._encoded_seen)
         self._encoded_seen = encoded
         self.metrics.posts.labels("skipped").inc(len(skipped))
-        self.metrics.posts.labels("classified").inc(len(events) - len(bad) - len(skipped))
+        self.metrics.posts.labels("classified").inc(len(records) - len(bad) - len(skipped))
         if bad:
             self.metrics.posts.labels("deadletter").inc(len(bad))
             self.metrics.deadletters.labels(SERVICE).inc(len(bad))
@@ -334,7 +316,8 @@ class ClassifyService:
         sent, failed, errors = [], [], set()
         for record in records:
             try:
-                sent.append((record, await self.app.producer.send(*record, None, None, None)))
+                topic, key, value = record
+                sent.append((record, await self.producer.send(topic, value, key=key)))
             except Exception as e:
                 failed.append(record)
                 errors.add(type(e).__name__)
@@ -393,8 +376,7 @@ class ClassifyService:
 
         future.add_done_callback(ended)
 
-    def _deadletter(self, event, reason: str) -> tuple[str, bytes | None, bytes]:
-        msg = event.message
+    def _deadletter(self, msg, reason: str) -> tuple[str, bytes | None, bytes]:
         record = DeadLetter.for_record(service=SERVICE, topic=msg.topic, partition=msg.partition,
                                        offset=msg.offset, key=msg.key, value=msg.value, reason=reason)
         log.warning("dead-lettered record", extra={"topic": msg.topic, "partition": msg.partition,
@@ -409,9 +391,8 @@ class ClassifyService:
 
     async def readiness_checks(self) -> dict[str, str]:
         checks = {"model": "ok" if self.classifier is not None else "loading",
-                  "kafka": "ok" if self.app is not None and self.app.started and not self.app.rebalancing
-                  else "connecting"}
-        if self.app is not None:
+                  "kafka": "ok" if self.consumer is not None and not self.consumer.rebalancing else "connecting"}
+        if self.consumer is not None:
             checks["stream"] = stream_state(
                 agent=self.agent, failed=self.failure is not None and self.failure.done(),
                 lag=self.progress.lag, quiet_s=time.monotonic() - self.progress.since,

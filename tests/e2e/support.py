@@ -27,6 +27,10 @@ SECRET_ENV = "LYSSNA_E2E_WEBHOOK_SECRET"
 # stack (and its per-organization cooldown) serves every test.
 ORGS = ["Alfakraft", "Betaverken", "Gammaborg", "Deltabanken", "Epsilonhem", "Zetarobotik",
         "Etaenergi", "Thetabygg"]
+# Named by the load posts of the classify kill test: each goes through the
+# transformer, so the load lasts long enough for the kill to land mid-stream
+# (posts naming no one are skipped in a fraction of a millisecond each).
+LOAD_ORG = "Kappakonsult"
 RULE = "e2e-burst"
 THRESHOLD = 5
 WINDOW_S = 20
@@ -57,7 +61,7 @@ def write_config(path: Path, *, receiver_url: str, feed: Path) -> Path:
         # (with skipped set), so "every post classified" holds for the load posts;
         # the default, drop, is tested in tests/integration/test_classify_stream.py.
         "classify": {"batch_within": "50ms", "irrelevant": "forward"},
-        "organizations": [{"name": o, "aliases": []} for o in ORGS],
+        "organizations": [{"name": o, "aliases": []} for o in [*ORGS, LOAD_ORG]],
         "sources": [{"type": "file", "name": "e2e-feed", "path": str(feed)}],
         "rules": [{"name": RULE, "org": "*", "window": f"{WINDOW_S}s", "cooldown": "1h",
                    "condition": {"type": "count", "threshold": THRESHOLD}, "notify": ["receiver"]}],

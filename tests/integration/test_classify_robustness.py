@@ -82,27 +82,27 @@ async def dead_letters(infra, topic: str) -> dict[str | None, DeadLetter]:
 
 
 class RefusingSends:
-    """Kafka refusing the worker's output: ``producer.send`` raises, as Faust's
-    producer does when the broker rejects a record, for its first ``n`` calls."""
+    """Kafka refusing the worker's output: ``producer.send`` raises, as aiokafka's
+    producer does when it cannot take a record, for its first ``n`` calls."""
 
     def __init__(self, producer, n: int):
-        from faust.exceptions import ProducerSendError
+        from aiokafka.errors import KafkaTimeoutError
 
-        self.error, self.real, self.left = ProducerSendError, producer.send, n
+        self.error, self.real, self.left = KafkaTimeoutError, producer.send, n
         producer.send = self
 
-    async def __call__(self, *args):
+    async def __call__(self, *args, **kwargs):
         if self.left > 0:
             self.left -= 1
             raise self.error("injected: the broker refused the record")
-        return await self.real(*args)
+        return await self.real(*args, **kwargs)
 
 
 async def test_refused_output_is_sent_again_and_no_post_is_lost(infra, settings, unique_id, classifier):
     cfg = configured(settings, unique_id)
     service = ClassifyService(cfg, classifier)
     await service.start(serve_http=False)
-    refusing = RefusingSends(service.app.producer, 5)
+    refusing = RefusingSends(service.producer, 5)
     try:
         batch = posts(24, "r")
         await send(infra, cfg.kafka.topics.posts_raw, batch)
@@ -119,7 +119,7 @@ async def test_output_refused_for_good_crashes_without_commit_and_a_restart_clas
     cfg = configured(settings, unique_id, produce_attempts=3)
     service = ClassifyService(cfg, classifier)
     await service.start()
-    RefusingSends(service.app.producer, 10**9)
+    RefusingSends(service.producer, 10**9)
     batch = posts(20, "c")
     try:
         await send(infra, cfg.kafka.topics.posts_raw, batch)
