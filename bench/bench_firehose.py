@@ -63,7 +63,7 @@ _MENTIONS = [
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--rates", default="1000,2000,3000", help="posts/s of each phase, in order")
+    p.add_argument("--rates", default="1000,2000,3000,4000", help="posts/s of each phase, in order")
     p.add_argument("--seconds", type=float, default=60, help="length of each phase")
     p.add_argument("--bootstrap-servers", default=os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092"))
     p.add_argument("--redis-url", default=os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"))

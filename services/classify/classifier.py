@@ -82,7 +82,7 @@ class Classifier:
     def from_settings(cls, settings: Settings, *, precision: str | None = None) -> "Classifier":
         c = settings.classify
         precision = precision or c.precision
-        encoder = Encoder(c.model, precision=precision, threads=c.threads)
+        encoder = Encoder(c.model, precision=precision, threads=c.threads, scope=c.scope)
         return cls(encoder, Heads.load(c.heads), matcher_from_settings(settings), batch_size=c.batch_size,
                    scope=c.scope, decider=decider_from_settings(settings.organizations, encoder, c.heads))
 

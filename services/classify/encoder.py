@@ -68,30 +68,40 @@ def bf16_supported(flags: frozenset[str] | None = None) -> bool:
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
-def choose_precision(flags: frozenset[str], int8_available: bool) -> str:
-    """The served path for a CPU with ``flags``, from paired runs of both paths
-    (bench/bench_classify.py and MODEL_CARD.md).
+def choose_precision(flags: frozenset[str], int8_available: bool, scope: str = "all") -> str:
+    """The served path for a CPU with ``flags`` and the classifier's ``scope``, from
+    paired runs of the paths (bench/bench_classify.py, bench/bench_firehose.py and
+    MODEL_CARD.md).
 
     bf16 where the CPU multiplies bfloat16 natively: AMX (9.4x the baseline) and
-    AVX-512 BF16 (AMD Zen 4: bf16 1.1-1.3x faster than int8 in paired runs).
-    Everywhere else (AVX2 only, AVX-512 without BF16, ARM) PyTorch has no fast
-    bf16 kernels and fp32 was ~2.2x the baseline, so the int8 ONNX Runtime graph;
-    fp32 when that graph was not built.
+    AVX-512 BF16 (AMD Zen 4: bf16 1.1-1.3x faster than int8 in paired runs of full
+    batches). Everywhere else (AVX2 only, AVX-512 without BF16, ARM) PyTorch has no
+    fast bf16 kernels and fp32 was ~2.2x the baseline, so the int8 ONNX Runtime
+    graph; fp32 when that graph was not built.
+
+    Except AVX-512 BF16 without AMX under ``scope: mentions``: the encoder then sees
+    the few mention-bearing posts of each batch (about five in a 3,000 posts/s
+    firehose), where PyTorch's per-call overhead outweighs its kernels: 12.4 ms of
+    CPU per post in bf16 against 9.7 in int8 on Zen 4, and the firehose held
+    3,000 posts/s only on int8.
     """
-    if bf16_supported(flags):
+    if "amx_bf16" in flags:
+        return "bf16"
+    if bf16_supported(flags) and (scope == "all" or not int8_available):
         return "bf16"
     return "int8" if int8_available else "fp32"
 
 
 class Encoder:
     def __init__(self, model: str, *, precision: str = "auto", max_length: int = 256,
-                 threads: int | None = None, layers: tuple[int, ...] = DEFAULT_LAYERS):
+                 threads: int | None = None, layers: tuple[int, ...] = DEFAULT_LAYERS, scope: str = "all"):
         """``threads``: forwards run side by side, one single-threaded worker per
-        core (default: all cores)."""
+        core (default: all cores). ``scope``: the classifier's, for ``auto``
+        (:func:`choose_precision`)."""
         path = resolve_model_path(model)
         self.layers = tuple(layers)
         if precision == "auto":
-            precision = choose_precision(cpu_flags(), int8_ready(path, self.layers))
+            precision = choose_precision(cpu_flags(), int8_ready(path, self.layers), scope)
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS} or auto, not {precision!r}")
         if precision == "int8" and not int8_ready(path, self.layers):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import collections
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from lyssna.common.metrics import ServiceMetrics
@@ -46,8 +48,10 @@ class ClassifyMetrics(ServiceMetrics):
         for outcome in ("classified", "skipped", "deadletter"):
             self.posts.labels(outcome)
 
-    def count_skipped(self, post) -> None:
-        self.skipped.labels(post.lang, channel(post.source)).inc()
+    def count_skipped(self, posts) -> None:
+        # Once per label pair and batch: at firehose rates a call per post showed in profiles.
+        for (lang, ch), n in collections.Counter((p.lang, channel(p.source)) for p in posts).items():
+            self.skipped.labels(lang, ch).inc(n)
 
     def count_mentions(self, post) -> None:
         for org in post.orgs:

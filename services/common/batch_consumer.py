@@ -43,6 +43,11 @@ class BatchConsumer:
         self._config = dict(bootstrap_servers=bootstrap_servers, group_id=group_id, client_id=client_id,
                             enable_auto_commit=False, auto_offset_reset="earliest",
                             session_timeout_ms=session_timeout_ms,
+                            # The broker answers a fetch when it has this much or the batch's wait
+                            # is up, not at the first record: under a steady stream each fetch
+                            # otherwise carried a handful of records, and the per-fetch work cost
+                            # more than the records (0.4 ms of CPU per post at 3,000 posts/s).
+                            fetch_min_bytes=64 * 1024, fetch_max_wait_ms=max(1, min(500, int(within_s * 1000))),
                             heartbeat_interval_ms=max(1000, session_timeout_ms // 5),
                             # A batch can take a while through the encoder (its budget is
                             # classify.batch_budget); the group must not drop the member for it.

@@ -88,3 +88,13 @@ def test_unknown_scope_is_refused():
 ])
 def test_the_served_path_follows_the_cpu(flags, int8, expected):
     assert choose_precision(frozenset(flags), int8) == expected
+
+
+@pytest.mark.parametrize("flags, int8, expected", [
+    ({"avx2", "fma", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile"}, True, "bf16"),  # AMX wins at any batch
+    ({"avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16"}, True, "int8"),           # Zen 4: small batches
+    ({"avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16"}, False, "bf16"),
+    ({"avx2", "fma"}, True, "int8"),
+])
+def test_under_scope_mentions_the_path_fits_small_batches(flags, int8, expected):
+    assert choose_precision(frozenset(flags), int8, scope="mentions") == expected
