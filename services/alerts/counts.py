@@ -399,6 +399,35 @@ class DistinctAuthorsCollector:
 
 # ---------------------------------------------------------------- the Faust app
 
+CHANGELOG_ATTEMPTS = 5
+
+
+def _confirmed_table_class():
+    """A Faust table that keeps the futures of its changelog writes, so the count
+    agent can wait until Kafka has them before it lets go of the mention.
+
+    Why: Faust commits a source offset after flushing its producer, but its flush
+    gives up after 0.1 s without progress (``ProducerBuffer.flush_atmost``), as
+    while a broker dies and partitions change leader. The offset of a mention could
+    then be committed while the count it made was still in Faust's buffer, and a
+    kill -9 of the replica lost that count for good (an undercount in one
+    replicated-cluster run)."""
+    import faust
+
+    class ConfirmedTable(faust.Table):
+        def __post_init__(self) -> None:
+            super().__post_init__()
+            self.unconfirmed: list = []
+
+        def send_changelog(self, partition, key, value, key_serializer=None, value_serializer=None):
+            fut = super().send_changelog(partition, key, value, key_serializer, value_serializer)
+            # The table's own key: the message carries it serialized.
+            self.unconfirmed.append((fut, key))
+            return fut
+
+    return ConfirmedTable
+
+
 class MentionCounter:
     """The Faust app: both agents and the counts table."""
 
@@ -429,6 +458,7 @@ class MentionCounter:
             # After a crash the dead member holds its partitions until its session
             # times out; Faust's default (60 s) would stall counting that long.
             broker_session_timeout=15.0,
+            Table=_confirmed_table_class(),
         )
         self.table = self.app.Table("counts", default=None, partitions=partitions, extra_topic_configs=durability,
                                     schema=faust.Schema(key_type=str, value_type=None,
@@ -527,4 +557,34 @@ class MentionCounter:
                 except Exception as e:  # samples are a courtesy; counting goes on without them
                     log.warning("could not store a sample post", extra={"org": org, "error": str(e)})
             self.counts.expire(org, now)
+            # Not on to the next mention (whose turn acknowledges this one) before Kafka
+            # has every changelog record this one wrote.
+            await self._changelog_confirmed()
             self._on_counted(org)
+
+    async def _changelog_confirmed(self) -> None:
+        """Wait until Kafka acknowledged this mention's changelog writes; a write it
+        refused is written again (the key's current value); after the last try the
+        app crashes, so the process restarts from the last committed offset."""
+        table = self.table
+        for attempt in range(CHANGELOG_ATTEMPTS):
+            sent, table.unconfirmed = table.unconfirmed, []
+            if not sent:
+                return
+            outcomes = await asyncio.gather(*(fut for fut, _ in sent), return_exceptions=True)
+            failed = {key: fut.message.partition
+                      for (fut, key), outcome in zip(sent, outcomes) if isinstance(outcome, BaseException)}
+            if not failed:
+                return
+            log.warning("Kafka refused count changelog records; writing them again",
+                        extra={"records": len(failed), "attempt": attempt + 1})
+            await asyncio.sleep(0.5 * 2 ** attempt)
+            for key, partition in failed.items():
+                # The key's current value (a deletion: its tombstone), to the same partition.
+                if key in table:
+                    table.send_changelog(partition, key, table[key])
+                else:
+                    table.send_changelog(partition, key, None, value_serializer="raw")
+        error = RuntimeError("Kafka refused the counts changelog after every try")
+        await self.app.crash(error)
+        raise error
