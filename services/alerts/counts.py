@@ -463,8 +463,16 @@ class MentionCounter:
         self.table = self.app.Table("counts", default=None, partitions=partitions, extra_topic_configs=durability,
                                     schema=faust.Schema(key_type=str, value_type=None,
                                                         key_serializer="raw", value_serializer="json"))
+        # The index of what the table holds is rebuilt after every recovery, not per
+        # rebalance generation: ready() can read True for a moment in a new generation
+        # before the recovery of newly assigned partitions has begun, and an index built
+        # then lacks their organizations for the whole generation (their earlier
+        # buckets unsummed, their posts not known as seen).
+        self._recoveries = 0
+        self.table.on_recover(self._recovered)
         self.counts = CountBuckets(self.table, a.bucket, a.retention,
-                                   generation=lambda: self.app.consumer_generation_id if self.ready() else None)
+                                   generation=lambda: (self.app.consumer_generation_id, self._recoveries)
+                                   if self.ready() else None)
         self.source_topic = settings.kafka.topics.posts_classified
         self.mentions_topic = f"{a.app_id}-mentions"
         source = self.app.topic(self.source_topic, key_type=bytes, value_type=bytes)
@@ -476,6 +484,10 @@ class MentionCounter:
         self.deadletter = self.app.topic(settings.kafka.topics.deadletter, key_type=bytes, value_type=bytes)
         self.app.agent(source, name=f"{a.app_id}.route")(self._route)
         self.app.agent(self.mentions, name=f"{a.app_id}.count")(self._count)
+
+    async def _recovered(self) -> None:
+        """Faust calls this after each recovery, once the table holds the changelog."""
+        self._recoveries += 1
 
     async def run(self) -> None:
         """Start the app and keep it running; joining the group can take as long as
