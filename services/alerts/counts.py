@@ -464,11 +464,13 @@ class MentionCounter:
                                     schema=faust.Schema(key_type=str, value_type=None,
                                                         key_serializer="raw", value_serializer="json"))
         # The index of what the table holds is rebuilt after every recovery, not per
-        # rebalance generation: ready() can read True for a moment in a new generation
-        # before the recovery of newly assigned partitions has begun, and an index built
-        # then lacks their organizations for the whole generation (their earlier
-        # buckets unsummed, their posts not known as seen).
+        # rebalance generation: Faust's flags read "recovered" for a moment in a new
+        # generation before the recovery of newly assigned partitions has begun, and an
+        # index built then lacked their organizations for the whole generation (their
+        # earlier buckets unsummed, their posts not known as seen). ready() waits for
+        # this generation's recovery too.
         self._recoveries = 0
+        self._recovered_generation: int | None = None
         self.table.on_recover(self._recovered)
         self.counts = CountBuckets(self.table, a.bucket, a.retention,
                                    generation=lambda: (self.app.consumer_generation_id, self._recoveries)
@@ -488,6 +490,7 @@ class MentionCounter:
     async def _recovered(self) -> None:
         """Faust calls this after each recovery, once the table holds the changelog."""
         self._recoveries += 1
+        self._recovered_generation = self.app.consumer_generation_id
 
     async def run(self) -> None:
         """Start the app and keep it running; joining the group can take as long as
@@ -527,8 +530,12 @@ class MentionCounter:
             recovery = app.tables.recovery
         except Exception:  # not started
             return False
+        # The recovery of THIS generation: after a rebalance, Faust's flags read "done"
+        # until its recovery task starts (it sleeps stream_recovery_delay first), when
+        # the table still lacks the newly assigned partitions; judging them then would
+        # see no counts (and could resolve their firing alerts).
         return (app.started and recovery.completed.is_set() and not app.rebalancing
-                and not recovery.in_recovery)
+                and not recovery.in_recovery and self._recovered_generation == app.consumer_generation_id)
 
     async def _dead(self, event, reason: str) -> None:
         msg = event.message
