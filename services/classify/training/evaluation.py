@@ -27,7 +27,7 @@ def run_evaluation(settings: Settings, *, write_card: bool = False,
                    progress: Callable[[str], None] = print) -> str:
     heads = Heads.load(settings.classify.heads)
     results = {}
-    for precision in paths_here(settings.classify.model, heads.layers, settings.classify.scope):
+    for precision in paths_here(settings.classify.model, heads.layers):
         encoder = Encoder(settings.classify.model, precision=precision, layers=heads.layers)
         results[precision] = evaluate(encoder, heads, progress)
     mentions = evaluate_mentions(MentionMatcher(load_watchlist()), load_mention_rows())
@@ -49,12 +49,14 @@ def run_evaluation(settings: Settings, *, write_card: bool = False,
     return f"{text}\n\n{pairs}\n\n{decisions}"
 
 
-def paths_here(model: str, layers, scope: str = "all") -> list[str]:
-    """Every encoder path this machine can run, fp32 first (the reference), the served one last."""
+def paths_here(model: str, layers) -> list[str]:
+    """Every encoder path this machine can run, fp32 first (the reference), the served one last:
+    the one served to full batches (``scope: all``), whose decisions the card's tables
+    describe; under ``scope: mentions`` a Zen 4 serves int8, scored in the same table."""
     paths = ["fp32"] + (["bf16"] if bf16_supported() else [])
     if int8_ready(resolve_model_path(model), layers):
         paths.append("int8")
-    served = choose_precision(cpu_flags(), "int8" in paths, scope)
+    served = choose_precision(cpu_flags(), "int8" in paths)
     return [p for p in paths if p != served] + [served]
 
 
