@@ -468,13 +468,12 @@ class MentionCounter:
         # generation before the recovery of newly assigned partitions has begun, and an
         # index built then lacked their organizations for the whole generation (their
         # earlier buckets unsummed, their posts not known as seen). ready() waits for
-        # this generation's recovery too.
+        # this generation's recovery, so the count alone marks a new table content.
         self._recoveries = 0
         self._recovered_generation: int | None = None
         self.table.on_recover(self._recovered)
         self.counts = CountBuckets(self.table, a.bucket, a.retention,
-                                   generation=lambda: (self.app.consumer_generation_id, self._recoveries)
-                                   if self.ready() else None)
+                                   generation=lambda: self._recoveries if self.ready() else None)
         self.source_topic = settings.kafka.topics.posts_classified
         self.mentions_topic = f"{a.app_id}-mentions"
         source = self.app.topic(self.source_topic, key_type=bytes, value_type=bytes)
