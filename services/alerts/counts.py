@@ -59,6 +59,7 @@ from lyssna.common.config import MAX_MIN_AUTHORS, Settings
 from lyssna.common.contracts import SENTIMENTS, ClassifiedPost, DeadLetter, as_utc, utcnow
 from lyssna.common.kafka_admin import resolve_replication, topic_configs, wait_for_topics
 
+from .faust_guards import confirmed_table_class, guarded_app_class
 from .ownership import Ownership, partition_for_org
 from .rules import CellKey, ScoredCellKey, cell_keys, scored_cell_keys
 from .windows import EPOCH
@@ -402,32 +403,6 @@ class DistinctAuthorsCollector:
 CHANGELOG_ATTEMPTS = 5
 
 
-def _confirmed_table_class():
-    """A Faust table that keeps the futures of its changelog writes, so the count
-    agent can wait until Kafka has them before it lets go of the mention.
-
-    Why: Faust commits a source offset after flushing its producer, but its flush
-    gives up after 0.1 s without progress (``ProducerBuffer.flush_atmost``), as
-    while a broker dies and partitions change leader. The offset of a mention could
-    then be committed while the count it made was still in Faust's buffer, and a
-    kill -9 of the replica lost that count for good (an undercount in one
-    replicated-cluster run)."""
-    import faust
-
-    class ConfirmedTable(faust.Table):
-        def __post_init__(self) -> None:
-            super().__post_init__()
-            self.unconfirmed: list = []
-
-        def send_changelog(self, partition, key, value, key_serializer=None, value_serializer=None):
-            fut = super().send_changelog(partition, key, value, key_serializer, value_serializer)
-            # The table's own key: the message carries it serialized.
-            self.unconfirmed.append((fut, key))
-            return fut
-
-    return ConfirmedTable
-
-
 class MentionCounter:
     """The Faust app: both agents and the counts table."""
 
@@ -449,7 +424,7 @@ class MentionCounter:
         replicas, in_sync = resolve_replication(settings.kafka.bootstrap_servers, settings.kafka.replication_factor,
                                                 settings.kafka.min_insync_replicas)
         durability = {"min.insync.replicas": str(in_sync)}
-        self.app = faust.App(
+        self.app = guarded_app_class()(
             a.app_id, broker=brokers, store="memory://", web_enabled=False, autodiscover=False,
             datadir=str(self.datadir), topic_partitions=partitions,
             topic_replication_factor=replicas,
@@ -458,7 +433,7 @@ class MentionCounter:
             # After a crash the dead member holds its partitions until its session
             # times out; Faust's default (60 s) would stall counting that long.
             broker_session_timeout=15.0,
-            Table=_confirmed_table_class(),
+            Table=confirmed_table_class(),
         )
         self.table = self.app.Table("counts", default=None, partitions=partitions, extra_topic_configs=durability,
                                     schema=faust.Schema(key_type=str, value_type=None,
