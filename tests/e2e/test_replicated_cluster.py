@@ -26,7 +26,6 @@ exactly, without any timing threshold:
 from __future__ import annotations
 
 import json
-import os
 import threading
 import time
 import uuid
@@ -46,20 +45,7 @@ from tests.helpers.replicas import alerts_handover, orgs_covering, wait_alerts_s
 
 from .support import API_KEY, SECRET_ENV, _payload
 
-pytestmark = [
-    pytest.mark.e2e, pytest.mark.integration,
-    # Known to fail now and then (issue 13 stays open). After the fixes of 2026-12-01
-    # (changelog writes confirmed before a mention is let go, the count index rebuilt
-    # and judging held until the current generation's recovery) it passed 6 of 8
-    # runs; both failures were undercounts (the "exact" rule short after the alerts
-    # kill). The last one printed the counts changelog: 178 and 179 posts counted AND
-    # seen for two organizations whose 180 mentions were all on the mentions topic,
-    # so those mentions' offsets were passed without any changelog record of them.
-    # Run it with LYSSNA_RUN_KNOWN_FAILING=1.
-    pytest.mark.skipif(not os.environ.get("LYSSNA_RUN_KNOWN_FAILING"),
-                       reason="known to fail now and then, issue 13 (an organization undercounted after "
-                              "kill -9 of an alerts replica); LYSSNA_RUN_KNOWN_FAILING=1 runs it"),
-]
+pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
 PARTITIONS = 3        # kafka.partitions' default: posts, mentions and changelogs
 PER_ORG = 180         # distinct posts each organization gets over the run
