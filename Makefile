@@ -49,7 +49,7 @@ test-unit: venv
 	$(BIN)/python -m pytest tests/unit $(PYTEST_ARGS)
 
 train: deps model
-	$(BIN)/lyssna train
+	$(BIN)/lyssna train --finetune
 
 evaluate: deps model
 	$(BIN)/lyssna evaluate

