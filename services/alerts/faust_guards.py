@@ -129,8 +129,8 @@ def guarded_app_class():
         def _new_offset(self, tp):
             with ack_lock:
                 offset = next_commit(self._acked[tp], self._committed_offset[tp])
-                if offset is not None:
-                    self._acked_index[tp] = set(self._acked[tp])
+                # Faust's index of the list, which next_commit may have shortened.
+                self._acked_index[tp] = set(self._acked[tp])
                 return offset
 
         def ack(self, message) -> bool:

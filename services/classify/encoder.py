@@ -37,6 +37,17 @@ RUNTIMES = {"fp32": "torch", "bf16": "torch", "int8": "onnxruntime"}
 DEFAULT_LAYERS = (6, 9, 12)
 
 
+def pooled_features(hidden_states: Sequence[torch.Tensor], attention_mask: torch.Tensor,
+                    layers: Sequence[int]) -> torch.Tensor:
+    """The features every head reads: each chosen layer's hidden states averaged over
+    the real tokens, L2-normalised, concatenated (float32). Fine-tuning trains on
+    exactly these."""
+    mask = attention_mask.unsqueeze(-1)
+    denom = mask.sum(1).clamp(min=1)
+    return torch.cat([torch.nn.functional.normalize(((hidden_states[k] * mask).sum(1) / denom).float(), dim=-1)
+                      for k in layers], dim=-1)
+
+
 def resolve_model_path(model: str) -> str:
     """``classify.model``: a folder (relative to the working directory, as every
     path in the settings is; ``make`` and the local stack run in the repo root)
@@ -159,11 +170,7 @@ class Encoder:
     def _torch_forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> np.ndarray:
         hidden = self.model(input_ids=input_ids, attention_mask=attention_mask,
                             output_hidden_states=True).hidden_states
-        mask = attention_mask.unsqueeze(-1)
-        denom = mask.sum(1).clamp(min=1)
-        parts = [torch.nn.functional.normalize(((hidden[k] * mask).sum(1) / denom).float(), dim=-1)
-                 for k in self.layers]
-        return torch.cat(parts, dim=-1).numpy()
+        return pooled_features(hidden, attention_mask, self.layers).numpy()
 
     def embed(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
         """Embed texts in batches of similar token count; rows come back in input order."""

@@ -85,7 +85,7 @@ def finetune_adapter(base_model_dir: Path, out_file: Path = ADAPTER_FILE, *, thr
     from torch import nn
     from transformers import AutoModel, AutoTokenizer
 
-    from ..encoder import DEFAULT_LAYERS, PREFIX
+    from ..encoder import DEFAULT_LAYERS, PREFIX, pooled_features
     from .dataset import load_examples, sentiment_vector, topic_matrix
     from .fit import split
 
@@ -110,15 +110,11 @@ def finetune_adapter(base_model_dir: Path, out_file: Path = ADAPTER_FILE, *, thr
     for p in model.parameters():
         p.requires_grad = False
     adapted: dict[str, LoRALinear] = {}
-    for i, layer in enumerate(model.encoder.layer):
-        for target in TARGETS:
-            *path, attr = target.split(".")
-            parent = layer
-            for part in path:
-                parent = getattr(parent, part)
-            lora = LoRALinear(getattr(parent, attr))
-            setattr(parent, attr, lora)
-            adapted[f"encoder.layer.{i}.{target}.weight"] = lora
+    for name in adapter_keys(len(model.encoder.layer)):
+        parent_name, _, attr = name.removesuffix(".weight").rpartition(".")
+        parent = model.get_submodule(parent_name)
+        adapted[name] = lora = LoRALinear(getattr(parent, attr))
+        setattr(parent, attr, lora)
 
     train = split(load_examples())["train"]
     y_topics = torch.tensor(topic_matrix(train), dtype=torch.float32)
@@ -139,10 +135,7 @@ def finetune_adapter(base_model_dir: Path, out_file: Path = ADAPTER_FILE, *, thr
 
     def pooled(ids, mask):
         hidden = model(input_ids=ids, attention_mask=mask, output_hidden_states=True).hidden_states
-        m = mask.unsqueeze(-1).float()
-        denom = m.sum(1).clamp(min=1)
-        return torch.cat([nn.functional.normalize((hidden[k] * m).sum(1) / denom, dim=-1)
-                          for k in DEFAULT_LAYERS], -1)
+        return pooled_features(hidden, mask, DEFAULT_LAYERS)
 
     progress(f"fine-tuning: LoRA rank {RANK} on {len(adapted)} linear layers, {len(train)} posts, "
              f"{EPOCHS} epochs ({total} steps)")
