@@ -21,7 +21,7 @@ def test_split_is_a_pure_function_of_the_id():
 
 def test_training_data_meets_the_brief():
     ex = load_examples()
-    assert len(ex) >= 1500
+    assert len(ex) >= 4000
     assert sum(e.lang == "sv" for e in ex) / len(ex) >= 0.40
     for label in LABELS:
         assert sum(label in e.topics for e in ex) >= 150, label
