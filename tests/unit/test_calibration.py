@@ -41,3 +41,31 @@ def test_temperature_softens_overconfident_probabilities_and_keeps_the_argmax():
     overconfident = np.exp(4 * logits) / np.exp(4 * logits).sum(1, keepdims=True)
     assert 3.5 <= temperature(overconfident, y) <= 4.5
     assert abs(temperature(np.exp(logits) / np.exp(logits).sum(1, keepdims=True), y) - 1.0) <= 0.1
+
+
+def memorised(n: int, seed: int, train_share: float) -> tuple[np.ndarray, list[Example], np.ndarray]:
+    """Like an encoder fine-tuned on the train rows: for those, the features carry the
+    noise that decided their labels (a perfect fit); for the others only the signal."""
+    rng = np.random.default_rng(seed)
+    z = rng.normal(size=(n, 16))
+    noise = 0.8 * rng.normal(size=(n, len(LABELS)))
+    seen = rng.random(n) < train_share
+    x = z.copy()
+    x[seen, :len(LABELS)] += noise[seen]
+    examples = [Example(f"p{i}", "sv", "text",
+                        tuple(label for j, label in enumerate(LABELS) if z[i, j] + noise[i, j] > 1.3),
+                        SENTIMENTS[int(np.argmax(z[i, 8:11]))], ()) for i in range(n)]
+    return x.astype(np.float32), examples, ~seen
+
+
+def test_calibrating_on_rows_the_encoder_never_saw_keeps_new_scores_honest():
+    x, examples, unseen = memorised(1500, 3, 0.7)
+    x_new, new, _ = memorised(3000, 4, 0.0)
+    observed = np.array([[label in e.topics for label in LABELS] for e in new]).ravel()
+
+    def ece(calibrate_on):
+        heads = fit_heads(x, examples, encoder_name="e", layers=(12,), version="v",
+                          calibrate_on=calibrate_on, progress=lambda m: None)
+        return reliability(heads.topic_probs(x_new).ravel(), observed)["ece"]
+    assert ece(unseen) < 0.03
+    assert ece(None) > 2 * ece(unseen)  # calibrated on memorised rows, new scores read too sure
