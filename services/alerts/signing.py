@@ -10,8 +10,9 @@ Every delivery carries three headers:
   one per secret, space-separated. During a secret rotation the operator lists
   the new and the old secret, and a receiver that knows either one verifies.
 
-Secrets use the ``whsec_<base64 key>`` form; the HMAC key is the decoded bytes,
-never the text. Nothing here ever puts a secret into an error message.
+Secrets use the ``whsec_<base64 key>`` form (the prefix may be left out, as in
+the reference libraries); the HMAC key is the decoded bytes, never the text.
+Nothing here ever puts a secret into an error message.
 """
 
 from __future__ import annotations
@@ -55,18 +56,21 @@ def generate_secret(nbytes: int = 32) -> str:
 def secret_key(secret: str) -> bytes:
     """The HMAC key inside a ``whsec_`` secret.
 
-    Raises :class:`SecretError` naming what is wrong (without echoing the secret).
+    The prefix may be left out, as the reference libraries allow (Svix and others
+    hand out bare base64 keys); the key length check still keeps a pasted password
+    or a typo from being taken for a key. Raises :class:`SecretError` naming what
+    is wrong (without echoing the secret).
     """
-    if not isinstance(secret, str) or not secret.startswith(SECRET_PREFIX):
-        raise SecretError(f"a webhook secret must start with {SECRET_PREFIX!r} followed by base64; "
-                          f"generate one with: python -c \"import base64,os; "
-                          f"print('whsec_'+base64.b64encode(os.urandom(32)).decode())\"")
-    encoded = secret[len(SECRET_PREFIX):]
+    how = (f"a webhook secret is {SECRET_PREFIX!r} followed by base64; generate one with: "
+           f"python -c \"import base64,os; print('whsec_'+base64.b64encode(os.urandom(32)).decode())\"")
+    if not isinstance(secret, str) or not secret:
+        raise SecretError(f"the webhook secret is empty; {how}")
+    encoded = secret.removeprefix(SECRET_PREFIX)
     try:
         # Accept unpadded base64 too: some generators drop the '='.
         key = base64.b64decode(encoded + "=" * (-len(encoded) % 4), validate=True)
     except (binascii.Error, ValueError):
-        raise SecretError(f"the part after {SECRET_PREFIX!r} is not valid base64") from None
+        raise SecretError(f"the secret is not valid base64; {how}") from None
     if not MIN_KEY_BYTES <= len(key) <= MAX_KEY_BYTES:
         raise SecretError(f"a webhook secret must decode to {MIN_KEY_BYTES}..{MAX_KEY_BYTES} bytes, "
                           f"this one has {len(key)}; generate a 32-byte one")

@@ -102,10 +102,13 @@ def test_parse_secrets_rotation_and_messages():
     assert parse_secrets(f" {SECRET_A} ,{SECRET_B},{SECRET_A}") == [SECRET_A, SECRET_B]
     with pytest.raises(SecretError, match="HR_SLACK_SECRET is empty"):
         parse_secrets("  ", env_name="HR_SLACK_SECRET")
-    with pytest.raises(SecretError, match="secret #2 of 2: .*must start with 'whsec_'"):
+    with pytest.raises(SecretError, match="secret #2 of 2: .*not valid base64.*'whsec_' followed by base64"):
         parse_secrets(f"{SECRET_A},plain-text", env_name="X")
     with pytest.raises(SecretError, match="not valid base64"):
         parse_secrets("whsec_###")
+    # A word that happens to be base64 is still refused: it is far too short for a key.
+    with pytest.raises(SecretError, match="this one has 6"):
+        parse_secrets("password")
     short = "whsec_" + base64.b64encode(b"k" * 8).decode()
     with pytest.raises(SecretError, match="24..64 bytes, this one has 8") as e:
         parse_secrets(short)
@@ -120,6 +123,14 @@ def test_unpadded_base64_secret_is_accepted_like_the_reference():
     body = b"{}"
     headers = webhook_headers("m", int(time.time()), body, [unpadded])
     Webhook(unpadded).verify(body, headers)
+
+
+def test_secret_without_prefix_is_the_same_key_as_the_reference_allows():
+    bare = SECRET_A.removeprefix("whsec_")
+    assert signing.secret_key(bare) == signing.secret_key(SECRET_A) == b"A" * 32
+    body = b"{}"
+    headers = webhook_headers("m", int(time.time()), body, [bare])
+    Webhook(SECRET_A).verify(body, headers)
 
 
 def test_generated_secrets_are_valid_and_distinct():
