@@ -51,7 +51,8 @@ def serve(service: str, config: str | None) -> None:
               show_default=True, help="Encoder precision used to compute training features.")
 @click.option("--config", "-c", envvar="LYSSNA_CONFIG", type=click.Path(dir_okay=False))
 @click.option("--finetune", is_flag=True,
-              help="First fine-tune the encoder (a LoRA adapter, about 25 min on 2 cores), "
+              help="First fine-tune the encoder (three seeded LoRA runs, averaged: about 60 min "
+                   "on 2 cores; a stopped run resumes), "
                    "then rebuild the model folder with it.")
 def train(precision: str, config: str | None, finetune: bool) -> None:
     """Train the topic and sentiment heads on services/classify/training/data (seeded)."""
