@@ -115,6 +115,23 @@ def render(results: dict) -> str:
     return "\n".join(out)
 
 
+def merge_sections(previous: str, fresh: str) -> str:
+    """``fresh`` (this run's render) with every ``## `` section of ``previous`` that it
+    lacks kept in its place: ``latest.json`` stays on the machine that ran a benchmark,
+    so a ``python -m bench classify`` on a new checkout must not drop the figures of the
+    benchmarks it did not rerun."""
+    def sections(text: str) -> tuple[str, list[tuple[str, str]]]:
+        head, *parts = text.split("\n## ")
+        return head, [(part.split("\n", 1)[0], "## " + part.rstrip("\n") + "\n") for part in parts]
+
+    _, old = sections(previous)
+    head, new = sections(fresh)
+    new_by_title = dict(new)
+    merged = [new_by_title.pop(title, body) for title, body in old]
+    merged += new_by_title.values()  # sections the previous file did not have
+    return head.rstrip("\n") + "\n\n" + "\n".join(merged)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("only", nargs="*", metavar="BENCH", help=f"run only these of {', '.join(BENCHES)} (default: all)")
@@ -141,7 +158,9 @@ def main() -> None:
         print(json.dumps(results.get(name) or results["errors"].get(name), indent=2), file=sys.stderr)
     latest.parent.mkdir(parents=True, exist_ok=True)
     latest.write_text(json.dumps(results, indent=2))
-    (ROOT / "BENCHMARKS.md").write_text(render(results))
+    report = ROOT / "BENCHMARKS.md"
+    previous = report.read_text(encoding="utf-8") if report.exists() else ""
+    report.write_text(merge_sections(previous, render(results)), encoding="utf-8")
     print(f"[bench] wrote BENCHMARKS.md and {latest}", file=sys.stderr)
     sys.exit(1 if results["errors"] else 0)
 
