@@ -152,6 +152,10 @@ def run_demo(*, speedup: float | None = None, echo: Callable[[str], None] | None
     echo = echo or say
     # SIGTERM (make killed, a closed terminal) stops the demo like Ctrl-C does.
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    # A process started in the background by a shell without job control (`make run &`,
+    # nohup, some CI runners) inherits SIGINT ignored, and Python then never installs its
+    # Ctrl-C handler: a SIGINT would be dropped and the services left running.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
     run_id = datetime.now().strftime("%Y%m%d%H%M%S") + "-" + uuid.uuid4().hex[:4]
     run_dir = LOCAL / "demo" / run_id

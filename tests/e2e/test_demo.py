@@ -22,8 +22,11 @@ pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 def test_the_demo_shows_mentions_and_a_verified_alert_and_stops_cleanly(infra):
     env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": infra.bootstrap_servers, "REDIS_URL": infra.redis_url}
     env.pop("LYSSNA_CONFIG", None)
+    # Started with SIGINT ignored, as a shell without job control starts a background
+    # command (`make run &`, nohup, some CI runners): Ctrl-C must still stop it.
     proc = subprocess.Popen([sys.executable, "-m", "lyssna.cli", "demo", "--speedup", "600"], cwd=ROOT, env=env,
-                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
     lines: list[str] = []
     reader = threading.Thread(target=lambda: lines.extend(proc.stdout), daemon=True)
     reader.start()
