@@ -36,8 +36,14 @@ def main() -> None:
               help="YAML settings file (default: $LYSSNA_CONFIG).")
 def serve(service: str, config: str | None) -> None:
     """Run one service in the foreground (what `make up` and the images run)."""
+    import faulthandler
+
     from lyssna.common.config import ConfigError
 
+    # A crash in native code (the encoder's runtime, a tokenizer) would otherwise end
+    # the process without a line in its log; this prints every thread's Python stack
+    # (names and line numbers, never a value such as a post's text) to stderr.
+    faulthandler.enable()
     settings = _settings(config)
     try:
         importlib.import_module(f"lyssna.{service}.service").run(settings)

@@ -84,7 +84,8 @@ def _alive(pid: int) -> bool:
         return True
     # A zombie child (ours, not reaped yet) is dead for every purpose here.
     try:
-        return Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1][0] != "Z"
+        # The name in brackets may itself hold ") ", so the state follows the last one.
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(") ", 1)[1][0] != "Z"
     except (OSError, IndexError):
         return True
 
@@ -113,6 +114,9 @@ class ManagedService:
             pid = int(self.pidfile.read_text().strip())
         except (OSError, ValueError):
             return None
+        if self._proc is not None and self._proc.pid == pid:
+            # Our own child: its exit status is the authority, not /proc.
+            return pid if self._proc.poll() is None else None
         if not _alive(pid):
             return None
         parts = _cmdline(pid).split(b"\0")
@@ -148,8 +152,8 @@ class ManagedService:
         while time.monotonic() < deadline:
             if not self.running():
                 self._reap()
-                raise StackError(f"{self.service} exited during start-up; last lines of {self.logfile}:\n"
-                                 f"{self.log_tail()}")
+                raise StackError(f"{self.service} exited during start-up{self._how_it_ended()}; "
+                                 f"last lines of {self.logfile}:\n{self.log_tail()}")
             ok, detail = self.readiness()
             if ok:
                 return
@@ -184,6 +188,21 @@ class ManagedService:
         self.pidfile.unlink(missing_ok=True)
         return True
 
+    def _how_it_ended(self) -> str:
+        """`` (killed by SIGSEGV)`` and the like for our own child; the log alone
+        cannot say, since a process killed by a signal writes nothing."""
+        if self._proc is None or self._proc.poll() is None:
+            return ""
+        rc = self._proc.returncode
+        if rc >= 0:
+            return f" (exit code {rc})"
+        try:
+            name = signal.Signals(-rc).name
+        except ValueError:
+            name = f"signal {-rc}"
+        hint = ": out of memory? see `dmesg`" if rc == -signal.SIGKILL else ""
+        return f" (killed by {name}{hint})"
+
     def _reap(self) -> None:
         if self._proc is not None:
             try:
@@ -192,6 +211,15 @@ class ManagedService:
                 pass
 
     def _wait_gone(self, pid: int, timeout: float) -> bool:
+        if self._proc is not None and self._proc.pid == pid:
+            # Our child is gone once reaped. Its first thread shows as a zombie while the
+            # others are still exiting and still hold its port, files and memory: a
+            # restart started then could not bind, or find the memory to load the model.
+            try:
+                self._proc.wait(timeout)
+                return True
+            except subprocess.TimeoutExpired:
+                return False
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             self._reap()
