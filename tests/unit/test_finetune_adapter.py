@@ -80,7 +80,7 @@ def test_a_stopped_training_resumes_from_the_runs_it_finished(tmp_path, monkeypa
 
     trained = []
 
-    def fake_run(base_model_dir, *, seed, threads=2, progress=print):
+    def fake_run(base_model_dir, train, *, seed, threads=2, progress=print):
         trained.append(seed)
         return _run(np.random.default_rng(seed))
 

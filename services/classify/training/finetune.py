@@ -117,12 +117,11 @@ def finetune_adapter(base_model_dir: Path, out_file: Path = ADAPTER_FILE, *, thr
     started = time.monotonic()
     train = split(load_examples())["train"]
     cache_dir = CACHE_DIR if cache_dir is None else cache_dir
+    recipe = json.dumps([RANK, EPOCHS, LEARNING_RATE, HEAD_LEARNING_RATE, BATCH, MAX_TOKENS, list(TARGETS),
+                         weights_stamp(base_model_dir), [(e.id, e.text, e.topics, e.sentiment) for e in train]])
     runs = []
     for k, seed in enumerate(seeds, 1):
-        key = hashlib.sha256(json.dumps([RANK, EPOCHS, LEARNING_RATE, HEAD_LEARNING_RATE, BATCH, MAX_TOKENS,
-                                         list(TARGETS), seed, weights_stamp(base_model_dir),
-                                         [(e.id, e.text, e.topics, e.sentiment) for e in train]]
-                                        ).encode()).hexdigest()[:20]
+        key = hashlib.sha256(f"{seed}\x1e{recipe}".encode()).hexdigest()[:20]
         cached = cache_dir / f"lora-run-{key}.npz"
         if cached.is_file():
             progress(f"fine-tuning run {k} of {len(seeds)} (seed {seed}): done before, reusing {cached}")
@@ -130,33 +129,34 @@ def finetune_adapter(base_model_dir: Path, out_file: Path = ADAPTER_FILE, *, thr
                 runs.append({name: stored[name] for name in stored.files})
             continue
         progress(f"fine-tuning run {k} of {len(seeds)} (seed {seed})")
-        runs.append(train_adapter(base_model_dir, seed=seed, threads=threads, progress=progress))
-        cache_dir.mkdir(parents=True, exist_ok=True)
-        tmp = cached.with_suffix(".tmp.npz")
-        np.savez(tmp, **runs[-1])
-        tmp.replace(cached)
-    arrays = average_adapters(runs)
+        runs.append(train_adapter(base_model_dir, train, seed=seed, threads=threads, progress=progress))
+        _save_whole(cached, runs[-1])
     meta = {"rank": RANK, "epochs": EPOCHS, "learning_rate": LEARNING_RATE, "seeds": list(seeds),
             "posts": len(train), "seconds": round(time.monotonic() - started)}
-    out_file.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_file.with_suffix(".tmp.npz")
-    np.savez_compressed(tmp, meta=np.array(json.dumps(meta)), **arrays)
-    tmp.replace(out_file)
+    _save_whole(out_file, {"meta": np.array(json.dumps(meta)), **average_adapters(runs)})
     progress(f"wrote {out_file} ({out_file.stat().st_size / 2**20:.1f} MiB) in {meta['seconds']} s")
     return out_file
 
 
-def train_adapter(base_model_dir: Path, *, seed: int, threads: int = 2,
+def _save_whole(path: Path, arrays: Mapping[str, np.ndarray]) -> None:
+    """Written under a temporary name and renamed: a run stopped halfway leaves no
+    file that looks complete."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp.npz")
+    np.savez_compressed(tmp, **arrays)
+    tmp.replace(path)
+
+
+def train_adapter(base_model_dir: Path, train: Sequence, *, seed: int, threads: int = 2,
                   progress: Callable[[str], None] = print) -> dict[str, np.ndarray]:
-    """One seeded LoRA run on the train split: the A/B pairs (float32, the LoRA scale
-    folded into B)."""
+    """One seeded LoRA run on the ``train`` examples: the A/B pairs (float32, the LoRA
+    scale folded into B)."""
     import torch
     from torch import nn
     from transformers import AutoModel, AutoTokenizer
 
     from ..encoder import DEFAULT_LAYERS, PREFIX, pooled_features
-    from .dataset import load_examples, sentiment_vector, topic_matrix
-    from .fit import split
+    from .dataset import sentiment_vector, topic_matrix
 
     torch.manual_seed(seed)
     random.seed(seed)
@@ -185,7 +185,6 @@ def train_adapter(base_model_dir: Path, *, seed: int, threads: int = 2,
         adapted[name] = lora = LoRALinear(getattr(parent, attr))
         setattr(parent, attr, lora)
 
-    train = split(load_examples())["train"]
     y_topics = torch.tensor(topic_matrix(train), dtype=torch.float32)
     y_sent = torch.tensor(sentiment_vector(train), dtype=torch.long)
     dim = model.config.hidden_size * len(DEFAULT_LAYERS)
