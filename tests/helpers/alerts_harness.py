@@ -127,9 +127,9 @@ def read_deadletters(bootstrap: str, topic: str) -> list[DeadLetter]:
     return [DeadLetter.from_bytes(v) for v in read_all(bootstrap, topic)]
 
 
-def _wait_needed(window: timedelta, need: timedelta) -> float:
+def _wait_needed(window: timedelta, need: timedelta, now: datetime | None = None) -> float:
     size = window.total_seconds()
-    left = size - datetime.now(timezone.utc).timestamp() % size
+    left = size - (now or datetime.now(timezone.utc)).timestamp() % size
     return left + 0.05 if left < need.total_seconds() else 0.0
 
 
@@ -141,6 +141,21 @@ async def early_in_window(window: timedelta, *, need: timedelta) -> None:
 
 def early_in_window_sync(window: timedelta, *, need: timedelta) -> None:
     time.sleep(_wait_needed(window, need))
+
+
+def window_with_room(need: timedelta, *, at_least: timedelta = timedelta(hours=6),
+                     now: datetime | None = None) -> str:
+    """A rule window (``"375m"``) of whole minutes, ``at_least`` long or a little longer, whose current
+    (epoch-aligned) window has ``need`` left. For a test that needs many minutes in
+    one window: waiting for the next one to begin could take that long, past the
+    per-test timeout (a 6 h window is in its last 15 minutes 1/24 of the day).
+    Windows of different lengths end at different times, so one of the first few
+    has room."""
+    for extra in range(240):
+        size = at_least + timedelta(minutes=extra)
+        if _wait_needed(size, need, now) == 0.0:
+            return f"{size // timedelta(minutes=1)}m"
+    raise AssertionError(f"no window from {at_least} to {at_least + timedelta(minutes=239)} has {need} left now")
 
 
 @contextlib.asynccontextmanager

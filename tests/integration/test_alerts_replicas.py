@@ -33,8 +33,8 @@ from lyssna.alerts.store import AlertsStore, DeliveryStatus
 from lyssna.common.contracts import AlertEvent, AlertState
 from lyssna.local.receiver import WebhookReceiver
 from tests.helpers.alerts_harness import (
-    RecordingPublisher, alerts_config_file, alerts_settings, classified, count_rule, early_in_window_sync, eventually, produce,
-    read_events, service_env, webhook,
+    RecordingPublisher, alerts_config_file, alerts_settings, classified, count_rule, eventually, produce,
+    read_events, service_env, webhook, window_with_room,
 )
 from tests.helpers.kafka_io import ServiceProcess, free_port, wait_for
 from tests.helpers.replicas import orgs_covering, owned_partitions
@@ -172,8 +172,10 @@ def test_two_alerts_processes_split_the_orgs_and_the_survivor_of_a_kill_keeps_th
     with WebhookReceiver() as rx:
         config = alerts_config_file(
             tmp_path / "alerts.yaml", organizations=breaching + later,
-            # A long window holds the condition through the handover; 1 min buckets keep its sums short.
-            rules=[count_rule("r", threshold=2, window="6h")], webhooks=[webhook("hook", rx.url)], bucket="1m")
+            # A long window holds the condition through the handover (about 6 h, with room left now
+            # for the whole test); 1 min buckets keep its sums short.
+            rules=[count_rule("r", threshold=2, window=window_with_room(timedelta(minutes=10)))],
+            webhooks=[webhook("hook", rx.url)], bucket="1m")
         app_id = f"alerts-replicas-{unique_id}"
         procs = []
         for name in ("a", "b"):
@@ -197,7 +199,6 @@ def test_two_alerts_processes_split_the_orgs_and_the_survivor_of_a_kill_keeps_th
             wait_for(split, timeout=120, what="both replicas judging their own partitions")
             owned_by_a = owned_partitions(a.log_path)
 
-            early_in_window_sync(timedelta(hours=6), need=timedelta(minutes=5))
             produce(boot, posts, [classified(org) for org in breaching for _ in range(2)])
 
             def published() -> list[AlertEvent]:
