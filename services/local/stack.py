@@ -82,7 +82,7 @@ def _alive(pid: int) -> bool:
         return False
     except PermissionError:
         return True
-    # A zombie child (ours, not reaped yet) is dead for every purpose here.
+    # A zombie (its parent has not reaped it yet) is dead for every purpose here.
     try:
         # The name in brackets may itself hold ") ", so the state follows the last one.
         return Path(f"/proc/{pid}/stat").read_text().rsplit(") ", 1)[1][0] != "Z"
@@ -114,8 +114,8 @@ class ManagedService:
             pid = int(self.pidfile.read_text().strip())
         except (OSError, ValueError):
             return None
-        if self._proc is not None and self._proc.pid == pid:
-            # Our own child: its exit status is the authority, not /proc.
+        if self._own(pid):
+            # Our own child: its exit status is the authority, not /proc (poll() also reaps it).
             return pid if self._proc.poll() is None else None
         if not _alive(pid):
             return None
@@ -151,7 +151,6 @@ class ManagedService:
         detail = "not started"
         while time.monotonic() < deadline:
             if not self.running():
-                self._reap()
                 raise StackError(f"{self.service} exited during start-up{self._how_it_ended()}; "
                                  f"last lines of {self.logfile}:\n{self.log_tail()}")
             ok, detail = self.readiness()
@@ -203,15 +202,11 @@ class ManagedService:
         hint = ": out of memory? see `dmesg`" if rc == -signal.SIGKILL else ""
         return f" (killed by {name}{hint})"
 
-    def _reap(self) -> None:
-        if self._proc is not None:
-            try:
-                self._proc.wait(timeout=0)
-            except subprocess.TimeoutExpired:
-                pass
+    def _own(self, pid: int) -> bool:
+        return self._proc is not None and self._proc.pid == pid
 
     def _wait_gone(self, pid: int, timeout: float) -> bool:
-        if self._proc is not None and self._proc.pid == pid:
+        if self._own(pid):
             # Our child is gone once reaped. Its first thread shows as a zombie while the
             # others are still exiting and still hold its port, files and memory: a
             # restart started then could not bind, or find the memory to load the model.
@@ -222,7 +217,6 @@ class ManagedService:
                 return False
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            self._reap()
             if not _alive(pid):
                 return True
             time.sleep(0.1)
