@@ -5,18 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
 import subprocess
-import sys
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-import httpx
 from kafka import KafkaConsumer, KafkaProducer
 
-from lyssna.local.stack import free_port  # noqa: F401  (re-exported for the tests)
+from lyssna.local.stack import ManagedService, free_port  # noqa: F401  (free_port re-exported for the tests)
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -110,61 +107,42 @@ def wait_for(check: Callable[[], Any], *, timeout: float = 60, interval: float =
     raise AssertionError(f"timed out after {timeout}s waiting for {what} (last value: {last!r})")
 
 
-class ServiceProcess:
-    """``lyssna serve <service>`` as a child process with its own environment."""
+class ServiceProcess(ManagedService):
+    """``lyssna serve <service>`` as a child process with its own environment: the
+    stack's :class:`ManagedService` (same start, kill and reaping), named by port so
+    a test can run several replicas of one service side by side."""
 
     def __init__(self, service: str, env: Mapping[str, str], *, port: int, log_dir: Path,
                  config: Path | None = None):
-        self.service, self.port, self.config = service, port, config
-        self.env = {**os.environ, **env}
-        self.log_path = log_dir / f"{service}-{port}.log"
-        self.proc: subprocess.Popen | None = None
-        self.starts = 0
+        name = f"{service}-{port}"
+        super().__init__(service, port=port, env={**os.environ, **env}, config=config,
+                         pidfile=log_dir / f"{name}.pid", logfile=log_dir / f"{name}.log")
+        self.log_path = self.logfile
+
+    @property
+    def proc(self) -> subprocess.Popen | None:
+        return self._proc
 
     def start(self) -> "ServiceProcess":
-        self.starts += 1
-        cmd = [sys.executable, "-m", "lyssna.cli", "serve", self.service]
-        if self.config:
-            cmd += ["--config", str(self.config)]
-        log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(cmd, env=self.env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
-        log.close()
+        super().start()
         return self
 
     def ready(self) -> bool:
-        if self.proc is None or self.proc.poll() is not None:
-            raise AssertionError(f"{self.service} exited ({self.proc and self.proc.returncode}); "
-                                 f"log:\n{self.log_tail()}")
-        try:
-            return httpx.get(f"http://127.0.0.1:{self.port}/readyz", timeout=2).status_code == 200
-        except httpx.HTTPError:
-            return False
+        if not self.running():
+            raise AssertionError(f"{self.service} exited{self._how_it_ended()}; log:\n{self.log_tail()}")
+        return self.readiness()[0]
 
     def wait_ready(self, timeout: float = 120) -> "ServiceProcess":
-        wait_for(self.ready, timeout=timeout, interval=0.5, what=f"{self.service} /readyz")
+        super().wait_ready(timeout)
         return self
 
-    def kill(self) -> None:
-        """SIGKILL: no chance to commit, flush or say goodbye."""
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait(timeout=30)
-
     def stop(self, timeout: float = 30) -> int | None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        return self.proc.returncode if self.proc else None
+        """SIGTERM (SIGKILL after ``timeout``); the exit status, None if never started."""
+        super().stop(timeout)
+        return self._proc.returncode if self._proc else None
 
     def log_tail(self, lines: int = 40) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except FileNotFoundError:
-            return "(no log)"
+        return super().log_tail(lines)
 
 
 def delete_kafka_leftovers(bootstrap_servers: str, marker: str) -> None:
