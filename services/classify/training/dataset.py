@@ -78,5 +78,14 @@ def load_watchlist(path: Path = DATA_DIR / "watchlist.yaml"):
     return tuple(Organization(o["name"], tuple(o.get("aliases", ()))) for o in doc["organizations"])
 
 
+def load_review(path: Path = DATA_DIR / "review.test.jsonl") -> dict[str, tuple[tuple[str, ...], str]]:
+    """How an independent second labeller read the test posts (blind: text and
+    LABELLING.md only): post id -> (topics, sentiment). Empty when there is no review."""
+    if not path.is_file():
+        return {}
+    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return {r["id"]: (tuple(r["second"]["topics"]), r["second"]["sentiment"]) for r in rows}
+
+
 def load_mention_rows(path: Path = DATA_DIR / "mentions_test.jsonl") -> list[dict]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]

@@ -170,6 +170,17 @@ def conjunction_figures(examples, predictions, topic: str, sentiment: str,
     return out
 
 
+def second_labeller_figures(examples, review: Mapping[str, tuple[Iterable[str], str]], topic: str,
+                            sentiment: str) -> dict[str, float | int | None]:
+    """Precision/recall of an independent second labeller against the labels, on the
+    posts it read: the yardstick for the model's figures, since no model can be
+    expected to agree with the labels more than two careful readers of the guide do."""
+    read = [e for e in examples if e.id in review]
+    gold = [topic in e.topics and e.sentiment == sentiment for e in read]
+    second = [topic in review[e.id][0] and review[e.id][1] == sentiment for e in read]
+    return {**precision_recall(gold, second), "read": len(read)}
+
+
 def reliability(scores: Iterable[float], outcomes: Iterable[bool], bins: int = RELIABILITY_BINS) -> dict:
     """Binned predicted score against the observed frequency, and the expected
     calibration error (the bins' |score - frequency| weighted by their size)."""
@@ -191,18 +202,20 @@ def decision_figures(encoder, heads: Heads, progress: Callable[[str], None] = pr
     from lyssna.common.contracts import LABELS
 
     from .fit import embed_examples, split
-    from .dataset import load_examples
+    from .dataset import load_examples, load_review
 
     test = split(load_examples())["test"]
     preds = heads.predict(embed_examples(encoder, test, progress))
     conj = {f"{t}+{s}": conjunction_figures(test, preds, t, s) for t, s in example_conjunctions()}
+    review = load_review()
+    second = {f"{t}+{s}": second_labeller_figures(test, review, t, s) for t, s in example_conjunctions()} if review else {}
     topic_rel = reliability((p.topic_scores[label] for p in preds for label in LABELS),
                             (label in e.topics for e in test for label in LABELS))
     # Sentiment: the winning class's probability against how often it is right.
     sent_rel = reliability((max(p.sentiment_scores.values()) for p in preds),
                            (p.sentiment == e.sentiment for p, e in zip(preds, test)))
     return {"path": encoder.precision, "n": len(test), "conjunctions": conj,
-            "topic_reliability": topic_rel, "sentiment_reliability": sent_rel}
+            "topic_reliability": topic_rel, "sentiment_reliability": sent_rel, "second_labeller": second}
 
 
 def _pr(cell: dict) -> str:
@@ -224,6 +237,11 @@ def render_decisions(fig: dict) -> str:
                   "| --- | --- |" + " --- |" * len(keys)]
         for lang, row in per_lang.items():
             lines.append(f"| {lang} | {row[None]['gold']} | " + " | ".join(_pr(row[m]) for m in keys) + " |")
+        if name in fig.get("second_labeller", {}):
+            cell = fig["second_labeller"][name]
+            lines += ["", f"Yardstick: a second labeller who read these {cell['read']} posts blind (the text and "
+                      f"the labelling guide only, neither these labels nor any score) scores {_pr(cell)} "
+                      "against them (`data/review.test.jsonl`)."]
         lines.append("")
     lines += ["**Reliability** of the scores (binned predicted score against the observed frequency; "
               "ECE = the bins' gap weighted by their size):", "",
