@@ -104,3 +104,27 @@ def test_classify_stream_writes_every_field_the_service_would():
     assert row["org_relevance"] == {"Pluto Logistik": 0.91, "Pluto": 0.08}
     assert row["rejected_orgs"] == {"Pluto": "not about the organization"}
     assert row["skipped"] is None and row["orgs"] == ["Pluto Logistik"]
+
+
+def test_a_translation_is_in_its_source_posts_split():
+    for i in range(2_000):
+        assert split_of(f"sv-{i}~fi") == split_of(f"sv-{i}")
+
+
+def _write_posts(folder, rows):
+    import json
+    (folder / "posts.a.jsonl").write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in rows))
+
+
+def test_a_translation_must_carry_its_source_posts_labels(tmp_path):
+    source = {"id": "sv-1", "lang": "sv", "text": "Usel ledning på Acme.", "topics": ["employee_satisfaction"],
+              "sentiment": "negative", "orgs": ["Acme"]}
+    same = {**source, "id": "sv-1~fi", "lang": "fi", "text": "Surkea johto Acmella."}
+    _write_posts(tmp_path, [source, same])
+    assert [e.id for e in load_examples(tmp_path)] == ["sv-1", "sv-1~fi"]
+    for bad, why in [({**same, "sentiment": "neutral"}, "labels differ from its source sv-1"),
+                     ({**same, "id": "sv-2~fi"}, "must be <source id>~<its language>"),
+                     ({**same, "lang": "da"}, "must be <source id>~<its language>")]:
+        _write_posts(tmp_path, [source, bad])
+        with pytest.raises(ValueError, match=why):
+            load_examples(tmp_path)

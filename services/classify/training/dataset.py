@@ -34,9 +34,16 @@ class Example:
         return split_of(self.id)
 
 
+# A translation of a labelled post has the id ``<source id>~<lang>``.
+TRANSLATION_MARK = "~"
+
+
 def split_of(post_id: str) -> str:
-    """70% train, 10% validation, 20% test, decided by a hash of the id."""
-    bucket = int(hashlib.sha256(post_id.encode()).hexdigest()[:8], 16) % 100
+    """70% train, 10% validation, 20% test, decided by a hash of the id. A
+    translation is in its source post's split: a test post's twin in another
+    language would otherwise be trained on."""
+    source = post_id.split(TRANSLATION_MARK, 1)[0]
+    bucket = int(hashlib.sha256(source.encode()).hexdigest()[:8], 16) % 100
     return "test" if bucket < 20 else "validation" if bucket < 30 else "train"
 
 
@@ -53,7 +60,25 @@ def load_examples(data_dir: Path = DATA_DIR) -> list[Example]:
             seen.add(row["id"])
             examples.append(Example(row["id"], row["lang"], row["text"], tuple(row["topics"]),
                                     row["sentiment"], tuple(row.get("orgs", ()))))
+    _check_translations(examples)
     return examples
+
+
+def _check_translations(examples: list[Example]) -> None:
+    """A translation says what its source says, so it carries the source's labels: a
+    label fixed on one and not the other is an error, named here."""
+    by_id = {e.id: e for e in examples}
+    for e in examples:
+        if TRANSLATION_MARK not in e.id:
+            continue
+        source_id, _, lang = e.id.partition(TRANSLATION_MARK)
+        source = by_id.get(source_id)
+        if source is None or lang != e.lang or lang == source.lang:
+            raise ValueError(f"{e.id}: a translation's id must be <source id>~<its language>, "
+                             f"of a post in another language that exists")
+        if (set(e.topics), e.sentiment, set(e.orgs)) != (set(source.topics), source.sentiment, set(source.orgs)):
+            raise ValueError(f"{e.id}: labels differ from its source {source_id}; "
+                             f"a label fixed on one must be fixed on both")
 
 
 def topic_matrix(examples: list[Example]) -> np.ndarray:
