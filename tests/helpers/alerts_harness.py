@@ -19,6 +19,7 @@ import yaml
 from kafka import KafkaProducer
 
 from lyssna.alerts.outbox import AlertEventPublisher
+from lyssna.alerts.windows import window_for
 from lyssna.common.config import Settings
 from lyssna.common.contracts import AlertEvent, ClassifiedPost, DeadLetter, ModelInfo
 from tests.helpers.kafka_io import eventually, free_port, read_all  # noqa: F401  (re-exported)
@@ -128,8 +129,10 @@ def read_deadletters(bootstrap: str, topic: str) -> list[DeadLetter]:
 
 
 def _wait_needed(window: timedelta, need: timedelta, now: datetime | None = None) -> float:
-    size = window.total_seconds()
-    left = size - (now or datetime.now(timezone.utc)).timestamp() % size
+    """Seconds until a window with ``need`` left begins (0 if the current one has it),
+    by the alerts service's own window boundaries."""
+    now = now or datetime.now(timezone.utc)
+    left = (window_for(now, window).end - now).total_seconds()
     return left + 0.05 if left < need.total_seconds() else 0.0
 
 

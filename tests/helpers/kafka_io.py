@@ -117,7 +117,10 @@ class ServiceProcess(ManagedService):
         name = f"{service}-{port}"
         super().__init__(service, port=port, env={**os.environ, **env}, config=config,
                          pidfile=log_dir / f"{name}.pid", logfile=log_dir / f"{name}.log")
-        self.log_path = self.logfile
+
+    @property
+    def log_path(self) -> Path:
+        return self.logfile
 
     @property
     def proc(self) -> subprocess.Popen | None:

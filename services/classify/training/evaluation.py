@@ -206,9 +206,10 @@ def decision_figures(encoder, heads: Heads, progress: Callable[[str], None] = pr
 
     test = split(load_examples())["test"]
     preds = heads.predict(embed_examples(encoder, test, progress))
-    conj = {f"{t}+{s}": conjunction_figures(test, preds, t, s) for t, s in example_conjunctions()}
+    rules = example_conjunctions()
+    conj = {f"{t}+{s}": conjunction_figures(test, preds, t, s) for t, s in rules}
     review = load_review()
-    second = {f"{t}+{s}": second_labeller_figures(test, review, t, s) for t, s in example_conjunctions()} if review else {}
+    second = {f"{t}+{s}": second_labeller_figures(test, review, t, s) for t, s in rules} if review else {}
     topic_rel = reliability((p.topic_scores[label] for p in preds for label in LABELS),
                             (label in e.topics for e in test for label in LABELS))
     # Sentiment: the winning class's probability against how often it is right.
