@@ -21,12 +21,15 @@ def test_second_labeller_figures_compare_the_conjunction_on_the_posts_read():
 
 def test_the_card_shows_the_yardstick_under_its_conjunction():
     row = {None: {"precision": 0.8, "recall": 0.7, "counted": 10, "gold": 11}}
-    fig = {"path": "fp32", "n": 3, "conjunctions": {"employee_satisfaction+negative": {"all": row}},
+    fig = {"path": "fp32", "n": 1013, "conjunctions": {"employee_satisfaction+negative": {"all": row}},
            "topic_reliability": {"bins": [], "ece": 0.0}, "sentiment_reliability": {"bins": [], "ece": 0.0},
            "second_labeller": {"employee_satisfaction+negative": {"precision": 0.95, "recall": 0.97,
                                                                   "counted": 1, "gold": 1, "read": 1013}}}
     text = render_decisions(fig)
     assert "read these 1013 posts blind" in text and "scores 0.95 / 0.97 against them" in text
+    # A review of part of the split says so, rather than claiming the whole of it.
+    fig["second_labeller"]["employee_satisfaction+negative"]["read"] = 900
+    assert "read 900 of these 1013 posts blind" in render_decisions(fig)
 
 
 def test_the_committed_review_reads_only_test_posts(tmp_path):

@@ -240,7 +240,8 @@ def render_decisions(fig: dict) -> str:
             lines.append(f"| {lang} | {row[None]['gold']} | " + " | ".join(_pr(row[m]) for m in keys) + " |")
         if name in fig.get("second_labeller", {}):
             cell = fig["second_labeller"][name]
-            lines += ["", f"Yardstick: a second labeller who read these {cell['read']} posts blind (the text and "
+            read = f"these {cell['read']}" if cell["read"] >= fig["n"] else f"{cell['read']} of these {fig['n']}"
+            lines += ["", f"Yardstick: a second labeller who read {read} posts blind (the text and "
                       f"the labelling guide only, neither these labels nor any score) scores {_pr(cell)} "
                       "against them (`data/review.test.jsonl`)."]
         lines.append("")
