@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from lyssna.classify import batch
-from lyssna.classify.training.dataset import TRANSLATION_MARK, load_examples, split_of
+from lyssna.classify.training.dataset import load_examples, source_of, split_of
 from lyssna.classify.heads import Heads
 from lyssna.classify.training.fit import tune_threshold
 from lyssna.common.contracts import LABELS
@@ -22,7 +22,7 @@ def test_split_is_a_pure_function_of_the_id():
 def test_training_data_meets_the_brief():
     ex = load_examples()
     # The brief counts posts: a translation is its source post again, in another language.
-    posts = [e for e in ex if TRANSLATION_MARK not in e.id]
+    posts = [e for e in ex if not e.is_translation]
     assert len(posts) >= 4000
     assert sum(e.lang == "sv" for e in posts) / len(posts) >= 0.40
     for label in LABELS:
@@ -111,10 +111,18 @@ def test_classify_stream_writes_every_field_the_service_would():
 def test_a_translation_is_in_its_source_posts_split():
     for i in range(2_000):
         assert split_of(f"sv-{i}~fi") == split_of(f"sv-{i}")
+    assert (source_of("sv-1~fi"), source_of("sv-1")) == ("sv-1", "sv-1")
+
+
+def test_a_bad_label_is_named_with_its_file_and_line(tmp_path):
+    good = {"id": "sv-1", "lang": "sv", "text": "Bra chef på Acme.", "topics": ["employee_satisfaction"],
+            "sentiment": "positive", "orgs": ["Acme"]}
+    (tmp_path / "posts.a.jsonl").write_text(json.dumps(good) + "\n\n" + json.dumps({**good, "id": "sv-2", "topics": ["pay"]}))
+    with pytest.raises(ValueError, match=r"posts\.a\.jsonl:3: bad labels \{'pay'\}"):
+        load_examples(tmp_path)
 
 
 def _write_posts(folder, rows):
-    import json
     (folder / "posts.a.jsonl").write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in rows))
 
 
@@ -123,7 +131,7 @@ def test_a_translation_must_carry_its_source_posts_labels(tmp_path):
               "sentiment": "negative", "orgs": ["Acme"]}
     same = {**source, "id": "sv-1~fi", "lang": "fi", "text": "Surkea johto Acmella."}
     _write_posts(tmp_path, [source, same])
-    assert [e.id for e in load_examples(tmp_path)] == ["sv-1", "sv-1~fi"]
+    assert [(e.id, e.is_translation) for e in load_examples(tmp_path)] == [("sv-1", False), ("sv-1~fi", True)]
     for bad, why in [({**same, "sentiment": "neutral"}, "labels differ from its source sv-1"),
                      ({**same, "id": "sv-2~fi"}, "must be <source id>~<its language>"),
                      ({**same, "lang": "da"}, "must be <source id>~<its language>")]:

@@ -33,27 +33,32 @@ class Example:
     def split(self) -> str:
         return split_of(self.id)
 
+    @property
+    def is_translation(self) -> bool:
+        return source_of(self.id) != self.id
+
 
 # A translation of a labelled post has the id ``<source id>~<lang>``.
 TRANSLATION_MARK = "~"
+
+
+def source_of(post_id: str) -> str:
+    """The id of the post a translation was made from; a post's own id otherwise."""
+    return post_id.partition(TRANSLATION_MARK)[0]
 
 
 def split_of(post_id: str) -> str:
     """70% train, 10% validation, 20% test, decided by a hash of the id. A
     translation is in its source post's split: a test post's twin in another
     language would otherwise be trained on."""
-    source = post_id.split(TRANSLATION_MARK, 1)[0]
-    bucket = int(hashlib.sha256(source.encode()).hexdigest()[:8], 16) % 100
+    bucket = int(hashlib.sha256(source_of(post_id).encode()).hexdigest()[:8], 16) % 100
     return "test" if bucket < 20 else "validation" if bucket < 30 else "train"
 
 
 def load_examples(data_dir: Path = DATA_DIR) -> list[Example]:
     examples, seen = [], set()
     for path in sorted(data_dir.glob("posts.*.jsonl")):
-        for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-            if not line.strip():
-                continue
-            row = json.loads(line)
+        for n, row in read_jsonl(path):
             bad = set(row["topics"]) - set(LABELS)
             if bad or row["sentiment"] not in SENTIMENTS or row["id"] in seen:
                 raise ValueError(f"{path.name}:{n}: bad labels {bad or row['sentiment']} or duplicate id")
@@ -69,9 +74,9 @@ def _check_translations(examples: list[Example]) -> None:
     label fixed on one and not the other is an error, named here."""
     by_id = {e.id: e for e in examples}
     for e in examples:
-        if TRANSLATION_MARK not in e.id:
+        if not e.is_translation:
             continue
-        source_id, _, lang = e.id.partition(TRANSLATION_MARK)
+        source_id, lang = source_of(e.id), e.id.partition(TRANSLATION_MARK)[2]
         source = by_id.get(source_id)
         if source is None or lang != e.lang or lang == source.lang:
             raise ValueError(f"{e.id}: a translation's id must be <source id>~<its language>, "
@@ -108,9 +113,14 @@ def load_review(path: Path = DATA_DIR / "review.test.jsonl") -> dict[str, tuple[
     LABELLING.md only): post id -> (topics, sentiment). Empty when there is no review."""
     if not path.is_file():
         return {}
-    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    return {r["id"]: (tuple(r["second"]["topics"]), r["second"]["sentiment"]) for r in rows}
+    return {r["id"]: (tuple(r["second"]["topics"]), r["second"]["sentiment"]) for _, r in read_jsonl(path)}
 
 
 def load_mention_rows(path: Path = DATA_DIR / "mentions_test.jsonl") -> list[dict]:
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return [row for _, row in read_jsonl(path)]
+
+
+def read_jsonl(path: Path) -> list[tuple[int, dict]]:
+    """(line number, row) for each non-blank line, numbered so errors can name the line."""
+    lines = path.read_text(encoding="utf-8").splitlines()
+    return [(n, json.loads(line)) for n, line in enumerate(lines, 1) if line.strip()]

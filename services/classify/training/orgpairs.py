@@ -23,7 +23,7 @@ from sklearn.model_selection import StratifiedKFold
 from ..heads import DEFAULT_HEADS_DIR
 from ..mentions import MentionMatcher, Organization
 from ..relevance import EXTRAS, OrgDecider, OrgProfile, RelevanceHead, extras, features, keyword_terms, profile_text
-from .dataset import DATA_DIR
+from .dataset import DATA_DIR, read_jsonl
 from .model_prep import weights_stamp
 
 SEED = 20261201
@@ -37,7 +37,7 @@ def load_watchlist(path: Path = DATA_DIR / "orgpairs.watchlist.yaml") -> list[di
 
 def load_pairs(name: str, data_dir: Path = DATA_DIR) -> list[dict]:
     path = data_dir / f"orgpairs.{name}.jsonl"
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return [row for _, row in read_jsonl(path)]
 
 
 def matcher_and_profiles(orgs: Sequence[dict]) -> tuple[MentionMatcher, list[OrgProfile]]:
