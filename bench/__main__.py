@@ -54,6 +54,12 @@ def _machine_line(m: dict) -> str:
             f"Linux {m['kernel']}, no GPU; commit {m['commit']}, {m['date']}._")
 
 
+def _goal(ratio: float | None) -> str:
+    if ratio is None:
+        return "no goal is set for this kind of CPU (≥ 5 without native bf16, ≥ 10 with AMX)"
+    return f"goal on this kind of CPU ≥ {ratio:g}"
+
+
 def render(results: dict) -> str:
     out = ["# Benchmarks", "",
            "Written by `make bench` (bench/__main__.py; `python -m bench classify` reruns one). "
@@ -85,7 +91,7 @@ def render(results: dict) -> str:
                 *([f"| (c) Lyssna, int8 ONNX Runtime graph (the path of CPUs without native bf16), same repeats "
                    f"| {r['int8']['posts_per_s']} | {r['int8']['topic_macro_f1']:.3f} | "
                    f"{r['int8']['sentiment_macro_f1']:.3f} |"] if r.get("int8") else []), "",
-                f"**(b)/(a) = {r['ratio']}** (per repeat: {r['ratios_per_repeat']}; goal ≥ {r['goal_ratio']}, "
+                f"**(b)/(a) = {r['ratio']}** (per repeat: {r['ratios_per_repeat']}; {_goal(r.get('goal_ratio'))}, "
                 "with macro-F1 no more than 0.01 below fp32). The service chose "
                 f"{r['lyssna_precision']} ({r.get('lyssna_runtime', 'torch')}) on this CPU"
                 + (f"; (c)/(a) = {r['int8']['ratio']}." if r.get("int8") else "."), "",
